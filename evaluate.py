@@ -1,0 +1,148 @@
+"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a curve.
+
+    # mIoU and per-class IoU of one model on a split -> metrics JSON
+    python evaluate.py --checkpoint runs/x/random/seed0/cycle0/model.pt \
+        --data-root data/synthetic --split val --out metrics.json
+    # any model's predictions: one PNG of class ids per image id
+    python evaluate.py --predictions preds/ --dataset folder --data-root data/mine --split val
+    # a whole experiment: curves, mIoU@B and AUC@B per method over seeds
+    python evaluate.py --experiment runs/x --budget 50
+    # one curve given as {"budgets": [...], "miou": [...]} in percent
+    python evaluate.py --curve curve.json --budget 50
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
+from lib.data import DATASETS, open_dataset
+from lib.data.base import read_label
+from lib.engine import evaluate_confusion, iterate_batches, resolve_device
+from lib.errors import UserError, run_cli
+from lib.fileio import read_json, write_json, write_text
+from lib.metrics import auc_at_budget, confusion_matrix, miou_at_budget
+from lib.progress import Progress
+from lib.report import (
+    collect_curves, curves_csv, default_budget, evaluation_record, format_table, summarize, summary_csv,
+)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--checkpoint", help="evaluate this model on --split")
+    mode.add_argument("--predictions", help="evaluate the prediction PNGs in this folder (<id>.png, class ids)")
+    mode.add_argument("--experiment", help="summarise an experiment directory (<method>/seed<k>/cycle<c>)")
+    mode.add_argument("--curve", help='AUC@B and mIoU@B of a JSON curve {"budgets": [...], "miou": [...]} in %%')
+    parser.add_argument("--dataset", choices=sorted(DATASETS), help="dataset layout (default: the checkpoint's)")
+    parser.add_argument("--data-root", help="dataset root folder")
+    parser.add_argument("--split", default="val", help="split to evaluate on")
+    parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="B in %% of the pool for mIoU@B and AUC@B (default: the largest budget all curves reach)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
+    parser.add_argument("-b", "--batch-size", type=int, default=4, help="images per forward pass")
+    parser.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    return parser
+
+
+def evaluate_checkpoint(args):
+    checkpoint = load_checkpoint(args.checkpoint)
+    dataset = open_dataset(args.dataset or checkpoint["dataset"]["name"], args.data_root, args.split)
+    check_dataset(checkpoint, args.checkpoint, dataset)
+    ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
+    if not ids:
+        raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(checkpoint, device)
+    preprocess = checkpoint["preprocess"]
+    batches = iterate_batches(dataset, ids, preprocess["mean"], preprocess["std"], args.batch_size, args.workers,
+                              with_masks=True)
+    progress = Progress(f"evaluate {args.split}", len(ids))
+    confusion = evaluate_confusion(model, batches, dataset.num_classes, device, args.amp and device.type == "cuda",
+                                   progress)
+    trained_on = checkpoint["index"]
+    return {
+        **evaluation_record(confusion, dataset.class_names),
+        "split": args.split,
+        "images": len(ids),
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "cycle": trained_on["cycle"],
+        "labeled": trained_on["labeled"],
+        "pool_size": trained_on["pool_size"],
+        "labeled_fraction": trained_on["labeled_fraction"],
+    }
+
+
+def evaluate_predictions(args):
+    if not args.dataset:
+        raise UserError("--predictions needs --dataset (the layout its masks are read from)")
+    dataset = open_dataset(args.dataset, args.data_root, args.split)
+    folder = Path(args.predictions)
+    ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
+    missing = [image_id for image_id in ids if not (folder / f"{image_id}.png").exists()]
+    if missing:
+        raise UserError(f"{folder}: no prediction for {len(missing)} of {len(ids)} images, e.g. {missing[0]}.png")
+    confusion = torch.zeros(dataset.num_classes, dataset.num_classes, dtype=torch.long)
+    for image_id in ids:
+        path = folder / f"{image_id}.png"
+        prediction, mask = read_label(path), dataset.load_mask(image_id)
+        if prediction.shape != mask.shape:
+            raise UserError(f"{path}: prediction is {prediction.shape[1]}x{prediction.shape[0]}, "
+                            f"its mask {mask.shape[1]}x{mask.shape[0]}")
+        if prediction.max() >= dataset.num_classes:
+            raise UserError(f"{path}: class id {int(prediction.max())} but the dataset has {dataset.num_classes} classes")
+        confusion += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)),
+                                      torch.from_numpy(mask.astype(np.int64)), dataset.num_classes)
+    return {**evaluation_record(confusion, dataset.class_names), "split": args.split, "images": len(ids),
+            "predictions": str(folder.resolve())}
+
+
+def summarize_experiment(args):
+    curves = collect_curves(args.experiment)
+    summary = summarize(curves, args.budget if args.budget is not None else default_budget(curves))
+    print(format_table(summary))
+    root = Path(args.experiment)
+    write_json(root / "summary.json", {**summary, "curves": {m: {str(s): p for s, p in c.items()} for m, c in curves.items()}})
+    write_text(root / "summary.csv", summary_csv(summary))
+    write_text(root / "curves.csv", curves_csv(curves))
+    print(f"wrote {root / 'summary.json'}, {root / 'summary.csv'}, {root / 'curves.csv'}")
+
+
+def evaluate_curve(args):
+    curve = read_json(args.curve, "curve file")
+    if not (isinstance(curve, dict) and isinstance(curve.get("budgets"), list) and isinstance(curve.get("miou"), list)):
+        raise UserError(f'{args.curve}: expected {{"budgets": [...], "miou": [...]}}')
+    budget = args.budget if args.budget is not None else curve["budgets"][-1]
+    try:
+        auc = auc_at_budget(curve["budgets"], curve["miou"], budget)
+        miou = miou_at_budget(curve["budgets"], curve["miou"], budget)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{args.curve}: {err}") from None
+    print(f"mIoU@{budget:g} = {miou:.2f}  AUC@{budget:g} = {auc:.2f}")
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    if args.experiment:
+        return summarize_experiment(args)
+    if args.curve:
+        return evaluate_curve(args)
+    if not args.data_root:
+        raise UserError("--data-root is required to evaluate a checkpoint or predictions")
+    if args.out and not Path(args.out).parent.resolve().is_dir():
+        raise UserError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
+    print(f"mIoU {100 * record['miou']:.2f} on {record['images']} {args.split} images")
+    if args.out:
+        write_json(args.out, record)
+    else:
+        print(json.dumps({k: v for k, v in record.items() if k != "confusion"}, indent=1))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Shared library of the active-learning toolkit: data, models, acquisition, metrics."""

@@ -1,0 +1,58 @@
+"""Self-describing checkpoints: select.py and evaluate.py rebuild a model from the file alone.
+
+A checkpoint is a plain dict (torchvision references' shape, nanoGPT's model_args):
+
+    format, version      "al-seg-checkpoint", 1
+    model_args           {"arch", "num_classes", "output_stride"} -> lib.models.build_model
+    preprocess           {"mean", "std"} the input normalisation the weights expect
+    class_names          names of the classes, index = class id
+    dataset              {"name", "split"} the pool the model was trained on
+    index                {"path", "sha256", "labeled", "pool_size", "unit", "cycle", "seed"}
+    train_args           every train.py flag, for provenance and resume checks
+    epoch, epochs        last finished epoch (1-based) and the planned number
+    model, optimizer, scheduler, scaler   state dicts, for --resume
+"""
+import torch
+
+from lib.errors import UserError
+from lib.fileio import atomic_write
+from lib.models import build_model
+
+FORMAT = "al-seg-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path, checkpoint):
+    with atomic_write(path) as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, handle)
+
+
+def load_checkpoint(path):
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: checkpoint not found") from None
+    except Exception as err:  # torch raises a zoo of types for truncated or foreign files
+        raise UserError(f"{path}: cannot read checkpoint ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UserError(f"{path}: not a checkpoint of this toolkit (no \"format\": \"{FORMAT}\")")
+    if checkpoint.get("version") != VERSION:
+        raise UserError(f"{path}: unknown checkpoint version {checkpoint.get('version')!r}")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint, device):
+    """The trained network in eval mode on `device`."""
+    model = build_model(checkpoint["model_args"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
+
+
+def check_dataset(checkpoint, path, dataset):
+    """A model trained on one label set must not score or be evaluated on another."""
+    if checkpoint["class_names"] != dataset.class_names:
+        raise UserError(
+            f"{path}: checkpoint was trained on classes of dataset {checkpoint['dataset']['name']!r} "
+            f"({len(checkpoint['class_names'])} classes), which differ from {dataset.name!r} "
+            f"({dataset.num_classes} classes)"
+        )

@@ -1,0 +1,108 @@
+"""The dataset contract every on-disk layout implements.
+
+A dataset split is a list of image ids plus `load_image(id)` and `load_mask(id)`.
+Loaders for new layouts (Cityscapes, CamVid, VOC, A2D2) build a
+`SegmentationDataset` from two dicts, id -> image path and id -> mask path, and
+optionally id -> Frame for sequential data; decoding, conversion and validation
+of the files live here once.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lib.errors import UserError
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where an image sits in a video: redundant pools are built from consecutive frames."""
+
+    sequence: str
+    index: int
+
+
+class SegmentationDataset:
+    def __init__(self, name, split, image_paths, mask_paths, class_names, frames=None):
+        self.name = name
+        self.split = split
+        self.ids = sorted(image_paths)  # a canonical order makes seeded selections reproducible
+        self.class_names = list(class_names)
+        self.frames = frames  # dict id -> Frame, or None when the layout has no sequence information
+        self._image_paths = image_paths
+        self._mask_paths = mask_paths
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def image_path(self, image_id):
+        return self._image_paths[image_id]
+
+    def has_mask(self, image_id):
+        return image_id in self._mask_paths
+
+    def load_image(self, image_id):
+        """[H, W, 3] uint8 RGB; greyscale, palette, RGBA and 16-bit files are converted."""
+        return read_rgb(self._image_paths[image_id])
+
+    def load_mask(self, image_id):
+        """[H, W] uint8 class ids with IGNORE_INDEX for void, or None when the image is unlabeled."""
+        path = self._mask_paths.get(image_id)
+        if path is None:
+            return None
+        mask = read_label(path)
+        invalid = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
+        if invalid.any():
+            raise UserError(
+                f"{path}: class id {int(mask[invalid].max())} is out of range "
+                f"({self.num_classes} classes, {IGNORE_INDEX} = ignore)"
+            )
+        return mask
+
+    def load_pair(self, image_id):
+        """Image and mask of a labeled image, checked to have the same size."""
+        image, mask = self.load_image(image_id), self.load_mask(image_id)
+        if mask is None:
+            raise UserError(f"{self.name}/{self.split}: image {image_id!r} is labeled in the index but has no mask file")
+        if mask.shape != image.shape[:2]:
+            raise UserError(
+                f"{self._mask_paths[image_id]}: mask is {mask.shape[1]}x{mask.shape[0]} "
+                f"but its image is {image.shape[1]}x{image.shape[0]}"
+            )
+        return image, mask
+
+
+def _open(path):
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
+
+
+def read_rgb(path):
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: keep the top 8 bits rather than clipping at 255.
+        array = np.asarray(image, dtype=np.uint32) >> 8
+        return np.repeat(array.astype(np.uint8)[..., None], 3, axis=2)
+    return np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only arrays
+
+
+def read_label(path):
+    image = _open(path)
+    if image.mode in ("L", "P"):
+        return np.array(image)
+    array = np.asarray(image)
+    if array.ndim != 2:
+        raise UserError(f"{path}: a mask must have one channel of class ids, got mode {image.mode}")
+    if array.max(initial=0) > IGNORE_INDEX:
+        raise UserError(f"{path}: class id {int(array.max())} does not fit a label map")
+    return array.astype(np.uint8)

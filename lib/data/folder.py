@@ -1,0 +1,53 @@
+"""The `folder` layout: the simplest way to bring your own data.
+
+    ROOT/classes.json                  ["road", "car", ...]  (index = class id)
+    ROOT/<split>/images/<id>.png|jpg   RGB images
+    ROOT/<split>/masks/<id>.png        class ids per pixel, 255 = ignore; optional:
+                                       an unlabeled pool has no masks (or only some)
+    ROOT/<split>/sequences.json        optional {"<id>": {"sequence": "...", "frame": 3}}
+"""
+from pathlib import Path
+
+from lib.data.base import Frame, SegmentationDataset
+from lib.errors import UserError
+from lib.fileio import read_json
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_class_names(path):
+    names = read_json(path, "class list")
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+        raise UserError(f"{path}: expected a JSON list of at least two class names")
+    return names
+
+
+def read_frames(path, ids):
+    table = read_json(path, "sequence file")
+    frames = {}
+    for image_id in ids:
+        entry = table.get(image_id) if isinstance(table, dict) else None
+        if not (isinstance(entry, dict) and isinstance(entry.get("sequence"), str) and isinstance(entry.get("frame"), int)):
+            raise UserError(f"{path}: no valid {{\"sequence\", \"frame\"}} entry for image {image_id!r}")
+        frames[image_id] = Frame(entry["sequence"], entry["frame"])
+    return frames
+
+
+def open_folder(root, split, name="folder"):
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: data root does not exist")
+    class_names = read_class_names(root / "classes.json")
+    image_dir = root / split / "images"
+    if not image_dir.is_dir():
+        raise UserError(f"{image_dir}: no such folder (layout: ROOT/<split>/images, ROOT/<split>/masks)")
+    image_paths = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not image_paths:
+        raise UserError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    mask_dir = root / split / "masks"
+    mask_paths = {}
+    if mask_dir.is_dir():
+        mask_paths = {p.stem: p for p in mask_dir.glob("*.png") if p.stem in image_paths}
+    sequence_file = root / split / "sequences.json"
+    frames = read_frames(sequence_file, image_paths) if sequence_file.exists() else None
+    return SegmentationDataset(name, split, image_paths, mask_paths, class_names, frames)

@@ -1,0 +1,45 @@
+"""Paired image/mask transforms and the tensor conversion shared by training and inference.
+
+Randomness comes from an explicit `random.Random` so that a sample's augmentation
+depends only on (seed, epoch, sample index): a resumed run sees the same crops.
+"""
+import numpy as np
+import torch
+
+from lib.data.base import IGNORE_INDEX
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def random_crop_flip(image, mask, crop, rng):
+    """Crop [crop_h, crop_w] at a random place and flip horizontally with p = 0.5.
+
+    Images smaller than the crop are padded: with 0 in the image and IGNORE_INDEX in
+    the mask, so padding never counts as a class.
+    """
+    crop_h, crop_w = crop
+    height, width = mask.shape
+    pad_h, pad_w = max(crop_h - height, 0), max(crop_w - width, 0)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
+        height, width = mask.shape
+    top = rng.randint(0, height - crop_h)
+    left = rng.randint(0, width - crop_w)
+    image = image[top : top + crop_h, left : left + crop_w]
+    mask = mask[top : top + crop_h, left : left + crop_w]
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return image, mask
+
+
+def image_to_tensor(image, mean, std):
+    """[H, W, 3] uint8 -> [3, H, W] float32, normalised with the model's mean and std."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    return tensor.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
+
+
+def mask_to_tensor(mask):
+    """[H, W] uint8 -> [H, W] int64 class ids."""
+    return torch.from_numpy(np.ascontiguousarray(mask)).long()

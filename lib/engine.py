@@ -1,0 +1,157 @@
+"""Training and inference loops shared by the scripts.
+
+Everything random in training is derived from (seed, epoch): the sample order, each
+sample's crop and flip, and the torch RNG for dropout. A run resumed at an epoch
+boundary therefore continues exactly as the uninterrupted run would have.
+"""
+import random
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from lib.data.base import IGNORE_INDEX
+from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.errors import UserError
+from lib.metrics import confusion_matrix
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def poly_lr_lambda(total_steps, power=0.9):
+    """The poly schedule of DeepLab: lr * (1 - step / total) ** power."""
+    return lambda step: (1 - min(step, total_steps) / total_steps) ** power
+
+
+class LabeledCrops(Dataset):
+    """Randomly cropped and flipped labeled images; set `epoch` before each epoch."""
+
+    def __init__(self, dataset, ids, crop, seed, mean, std):
+        self.dataset, self.ids, self.crop, self.seed = dataset, list(ids), crop, seed
+        self.mean, self.std = mean, std
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        image, mask = self.dataset.load_pair(self.ids[i])
+        # A string seed is hashed deterministically, independent of worker processes.
+        rng = random.Random(f"{self.seed}/{self.epoch}/{i}")
+        image, mask = random_crop_flip(image, mask, self.crop, rng)
+        return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
+
+
+def epoch_loader(crops, epoch, batch_size, workers):
+    """The loader of one epoch, its order drawn from (seed, epoch)."""
+    crops.epoch = epoch
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(crops.seed * 100_003 + epoch))
+    # drop_last: a last batch of one image would break BatchNorm in the ASPP pooling branch.
+    return DataLoader(
+        crops, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+        drop_last=len(crops) > batch_size,
+    )
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress):
+    """One pass over `loader`; returns the mean loss."""
+    model.train()
+    amp = scaler.is_enabled()
+    total = 0.0
+    for images, masks in loader:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)  # [B, C, H, W]
+            loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"training diverged: loss is {loss.item()} (lower --lr?)")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item()
+        progress.update(items=len(images), loss=loss.item(), lr=scheduler.get_last_lr()[0])
+    return total / max(len(loader), 1)
+
+
+class _Images(Dataset):
+    def __init__(self, dataset, ids, mean, std, with_masks):
+        self.dataset, self.ids, self.mean, self.std, self.with_masks = dataset, ids, mean, std, with_masks
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        image_id = self.ids[i]
+        if self.with_masks:
+            image, mask = self.dataset.load_pair(image_id)
+            return image_id, image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
+        return image_id, image_to_tensor(self.dataset.load_image(image_id), self.mean, self.std), None
+
+
+def _same_size_runs(items):
+    """Split a list of (id, image, mask) into runs of equal image size, so they can be stacked."""
+    run = []
+    for item in items:
+        if run and item[1].shape != run[0][1].shape:
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=False):
+    """Yield (ids, images [B, 3, H, W], masks [B, H, W] or None) over `ids`, in order.
+
+    Images of a batch have the same size; pools of mixed sizes give smaller batches.
+    """
+    loader = DataLoader(
+        _Images(dataset, list(ids), mean, std, with_masks), batch_size=batch_size, num_workers=workers,
+        collate_fn=list,
+    )
+    for items in loader:
+        for run in _same_size_runs(items):
+            batch_ids = [item[0] for item in run]
+            images = torch.stack([item[1] for item in run])
+            masks = torch.stack([item[2] for item in run]) if with_masks else None
+            yield batch_ids, images, masks
+
+
+@torch.no_grad()
+def predict_probabilities(model, batches, device, amp):
+    """Yield (ids, softmax probabilities [B, C, H, W] float32) for each batch: scoring streams."""
+    for batch_ids, images, _ in batches:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images.to(device, non_blocking=True))
+        yield batch_ids, logits.float().softmax(dim=1)
+
+
+@torch.no_grad()
+def evaluate_confusion(model, batches, num_classes, device, amp, progress=None):
+    """Accumulate the [C, C] confusion matrix (rows = truth) of the model over `batches`."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    for _, images, masks in batches:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images.to(device, non_blocking=True))
+        confusion += confusion_matrix(logits.argmax(dim=1), masks.to(device), num_classes)
+        if progress:
+            progress.update(items=len(images))
+    return confusion.cpu()
+
+
+def steps_per_epoch(num_images, batch_size):
+    return num_images // batch_size if num_images > batch_size else 1
+
+
+def expected_total_steps(num_images, batch_size, epochs):
+    return max(steps_per_epoch(num_images, batch_size) * epochs, 1)
+

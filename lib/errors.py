@@ -1,0 +1,25 @@
+"""User-facing errors: one line on stderr and a non-zero exit, never a traceback.
+
+Library code raises `UserError` for anything a user can fix (a bad flag, a missing
+file, an id that is not in the pool). The scripts wrap `main` in `run_cli`, which
+turns it into `error: <message>` and exit code `EXIT_USER_ERROR`. Anything else is a
+bug and keeps its traceback.
+"""
+import sys
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in the input that the user can fix; the message names the culprit."""
+
+
+def run_cli(main, argv=None):
+    try:
+        main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

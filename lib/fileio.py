@@ -1,0 +1,72 @@
+"""Atomic file writes and content hashes.
+
+Every file the toolkit writes goes through `atomic_write`: the bytes land in a
+temporary file in the destination folder, are flushed to disk, and only then
+replace the destination with `os.replace`. A run killed at any point leaves either
+the previous complete file or the new complete file, never a torn one, which is
+what lets the shell scripts skip a step whose output exists.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+from lib.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Yield a file object whose content replaces `path` only when the block succeeds."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as err:
+        raise UserError(f"{path}: cannot write in {folder} ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise UserError(f"{path}: write failed ({err.strerror or err})") from None
+        raise
+
+
+def write_json(path, obj):
+    with atomic_write(path, "w") as handle:
+        json.dump(obj, handle, indent=1)
+        handle.write("\n")
+
+
+def write_text(path, text):
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def read_json(path, what="JSON file"):
+    """Parse a JSON file; a missing or malformed file is a one-line UserError."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a valid {what} ({err})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read {what} ({err.strerror})") from None
+
+
+def sha256_of(path, chunk_size=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()

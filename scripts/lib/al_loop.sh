@@ -1,0 +1,79 @@
+# The active-learning loop shared by every experiment script. Source it, set the
+# variables below, then call run_experiment.
+#
+#   DATASET DATA_ROOT   dataset layout and root (required)
+#   OUT                 experiment directory
+#   SPLIT VAL_SPLIT     pool split and evaluation split       (train, val)
+#   METHODS SEEDS       acquisition methods and seeds          ("random entropy", "0 1 2")
+#   INITIAL STEP        initial random budget, budget per cycle (10%, 10%)
+#   CYCLES              acquisition cycles after the initial one (4)
+#   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
+#   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
+#
+# Layout: OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}. The
+# initial cycle is the same random draw for every method of a seed, so it is
+# trained once under OUT/_initial/seed<k> and hard-linked into each method. Every
+# step is skipped when its output exists: running the script again resumes it.
+
+run_step() {  # run_step OUTPUT SCRIPT ARGS...: run a script unless OUTPUT exists
+    local output=$1 script=$2
+    shift 2
+    if [ -e "$output" ]; then
+        echo "skip $script: $output exists"
+        return 0
+    fi
+    echo "run $script -> $output"
+    "$PYTHON" "$REPO_ROOT/$script" "$@"
+}
+
+link_files() {  # link_files FROM_DIR TO_DIR FILES...: share finished files without copying them
+    local from=$1 to=$2 name
+    shift 2
+    mkdir -p "$to"
+    for name in "$@"; do
+        [ -e "$to/$name" ] || ln "$from/$name" "$to/$name" 2>/dev/null \
+            || { cp "$from/$name" "$to/.$name.tmp" && mv "$to/.$name.tmp" "$to/$name"; }
+    done
+}
+
+train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED
+    local dir=$1 seed=$2
+    # shellcheck disable=SC2086  # *_ARGS are word lists on purpose
+    run_step "$dir/model.pt" train.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+        --index "$dir/index.json" --out "$dir/model.pt" --resume --seed "$seed" ${DEVICE:+--device "$DEVICE"} $TRAIN_ARGS
+    # shellcheck disable=SC2086
+    run_step "$dir/metrics.json" evaluate.py --checkpoint "$dir/model.pt" --dataset "$DATASET" \
+        --data-root "$DATA_ROOT" --split "$VAL_SPLIT" --out "$dir/metrics.json" ${DEVICE:+--device "$DEVICE"} $EVAL_ARGS
+}
+
+run_experiment() {
+    : "${DATASET:?set DATASET}" "${DATA_ROOT:?set DATA_ROOT}" "${OUT:?set OUT}"
+    SPLIT=${SPLIT:-train} VAL_SPLIT=${VAL_SPLIT:-val}
+    METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
+    INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4}
+    TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
+    mkdir -p "$OUT"
+    local seed method cycle dir previous initial
+    for seed in $SEEDS; do
+        initial="$OUT/_initial/seed$seed"
+        mkdir -p "$initial"
+        run_step "$initial/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+            --method random --budget "$INITIAL" --seed "$seed" --out "$initial/index.json"
+        train_and_evaluate "$initial" "$seed"
+        for method in $METHODS; do
+            link_files "$initial" "$OUT/$method/seed$seed/cycle0" index.json model.pt metrics.json
+            for ((cycle = 1; cycle <= CYCLES; cycle++)); do
+                dir="$OUT/$method/seed$seed/cycle$cycle"
+                previous="$OUT/$method/seed$seed/cycle$((cycle - 1))"
+                mkdir -p "$dir"
+                # shellcheck disable=SC2086
+                run_step "$dir/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+                    --method "$method" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
+                    --budget "$STEP" --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
+                    ${DEVICE:+--device "$DEVICE"} $SELECT_ARGS
+                train_and_evaluate "$dir" "$seed"
+            done
+        done
+    done
+    "$PYTHON" "$REPO_ROOT/evaluate.py" --experiment "$OUT" ${BUDGET:+--budget "$BUDGET"}
+}

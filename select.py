@@ -1,0 +1,103 @@
+"""Pick the next items to annotate and write the next index file.
+
+    # cycle 0: an initial random selection needs no model
+    python select.py --dataset synthetic --data-root data/synthetic --method random \
+        --budget 10% --seed 0 --out runs/x/cycle0/index.json
+    # later cycles: score the unlabeled pool with the last model
+    python select.py --dataset synthetic --data-root data/synthetic --method entropy \
+        --index runs/x/cycle0/index.json --checkpoint runs/x/cycle0/model.pt \
+        --budget 10% --seed 0 --out runs/x/cycle1/index.json
+
+The new index holds the old labeled items plus the selection, and a history entry
+for this cycle. The same inputs and --seed give a byte-identical file.
+"""
+if __name__ == "select":
+    # Imported in place of the standard library's `select`: hand over to it (lib/shadowing.py).
+    from lib.shadowing import load_stdlib_module
+
+    load_stdlib_module("select")
+else:
+    import argparse
+    from pathlib import Path
+
+    from lib.acquire import METHODS, SelectionContext, cycle_seed
+    from lib.acquire.budget import parse_budget
+    from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
+    from lib.data import DATASETS, open_dataset
+    from lib.engine import resolve_device
+    from lib.errors import UserError, run_cli
+    from lib.fileio import write_json
+    from lib.index import LabeledIndex, Unit, load_index, save_index
+
+
+def get_args_parser():
+    methods = "; ".join(f"{name}: {method.summary}" for name, method in METHODS.items())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
+    parser.add_argument("--data-root", required=True, help="dataset root folder")
+    parser.add_argument("--split", default="train", help="split the pool is drawn from")
+    parser.add_argument("--index", default=None, help="current index file; omit to start a new experiment")
+    parser.add_argument("--checkpoint", default=None, help="model that scores the pool (methods that need one)")
+    parser.add_argument("--method", required=True, choices=list(METHODS), help=methods)
+    parser.add_argument("--budget", required=True, help="items to add: a count (300) or a share of the pool (10%%)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random choices")
+    parser.add_argument("--out", required=True, help="next index file to write")
+    parser.add_argument("--scores-out", default=None, help="also write the score of every candidate to this JSON file")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to score")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="float16 inference (CUDA only)")
+    parser.add_argument("-b", "--batch-size", type=int, default=4, help="images per forward pass")
+    parser.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    return parser
+
+
+def current_index(args, dataset):
+    if args.index is None:
+        return LabeledIndex(args.dataset, args.split, Unit("image"), len(dataset.ids))
+    index = load_index(args.index, dataset.ids, dataset=args.dataset)
+    if index.split != args.split:
+        raise UserError(f"{args.index}: index is for split {index.split!r}, not --split {args.split!r}")
+    return index
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    if args.batch_size < 1 or args.workers < 0:
+        raise UserError("--batch-size must be at least 1 and --workers at least 0")
+    for flag, path in (("--out", args.out), ("--scores-out", args.scores_out)):
+        if path and not Path(path).parent.resolve().is_dir():
+            raise UserError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+    method = METHODS[args.method]
+    if method.needs_model and args.checkpoint is None:
+        raise UserError(f"--method {args.method} scores the pool with a model: give --checkpoint")
+
+    dataset = open_dataset(args.dataset, args.data_root, args.split)
+    index = current_index(args, dataset)
+    if index.unit.type != "image":
+        raise UserError(f"{args.index}: select.py picks whole images; {index.unit.describe()} units are not supported yet")
+    labeled = set(index.labeled)
+    candidates = [image_id for image_id in dataset.ids if image_id not in labeled]
+    k = parse_budget(args.budget, index.pool_size)
+    if k > len(candidates):
+        raise UserError(f"--budget {args.budget}: {k} items asked but only {len(candidates)} are unlabeled")
+
+    context = SelectionContext(dataset, candidates, index.labeled, batch_size=args.batch_size, workers=args.workers)
+    if method.needs_model:
+        checkpoint = load_checkpoint(args.checkpoint)
+        check_dataset(checkpoint, args.checkpoint, dataset)
+        context.device = resolve_device(args.device)
+        context.amp = args.amp and context.device.type == "cuda"
+        context.model = model_from_checkpoint(checkpoint, context.device)
+        context.preprocess = checkpoint["preprocess"]
+
+    selection = method.select(context, k, cycle_seed(args.seed, index.next_cycle))
+    new_index = index.with_cycle(args.method, args.seed, args.budget, selection.ids)
+    if args.scores_out:
+        write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1, "scores": selection.scores})
+    save_index(args.out, new_index)
+    print(f"{args.method}: selected {len(selection.ids)} of {len(candidates)} unlabeled items "
+          f"-> {len(new_index.labeled)}/{index.pool_size} labeled, wrote {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,29 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The scripts live at the repository root and import `lib` from there; tests do the same.
+sys.path.insert(0, str(REPO_ROOT))
+
+from lib.data.synthetic import write_synthetic_pool  # noqa: E402  (needs the path above)
+
+
+def import_script(relative_path):
+    """Import a script of the repository as a module, under a name that is not its own:
+    select.py cannot be imported as `select`, the standard library's module."""
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def synthetic_pool(tmp_path_factory):
+    """A tiny redundant synthetic pool: 12 train images in sequences of 2, 4 val images, 32x48."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_pool(root, sequences=6, frames_per_sequence=2, val_images=4, height=32, width=48, seed=0)
+    return root

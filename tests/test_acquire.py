@@ -1,0 +1,102 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lib.acquire import METHODS, SelectionContext, cycle_seed
+from lib.acquire.budget import parse_budget
+from lib.acquire.rank import random_subset, top_k
+from lib.acquire.reduce import REDUCTIONS
+from lib.acquire.scores import entropy_map
+from lib.data.base import SegmentationDataset
+from lib.errors import UserError
+
+
+def test_entropy_of_known_distributions():
+    probs = torch.zeros(1, 4, 1, 3)  # [B, C, H, W]
+    probs[0, :, 0, 0] = 0.25  # uniform: log 4
+    probs[0, 2, 0, 1] = 1.0  # certain: 0
+    probs[0, :2, 0, 2] = 0.5  # two-way tie: log 2
+    np.testing.assert_allclose(entropy_map(probs)[0, 0].numpy(), [math.log(4), 0.0, math.log(2)], atol=1e-6)
+
+
+def test_reductions():
+    scores = torch.tensor([[[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 4.0]]])  # [B, H, W]
+    assert REDUCTIONS["mean"](scores).tolist() == [3.0, 1.0]
+    assert REDUCTIONS["sum"](scores).tolist() == [12.0, 4.0]
+    assert REDUCTIONS["max"](scores).tolist() == [6.0, 4.0]
+
+
+def test_top_k_breaks_ties_by_id_whatever_the_order():
+    scores = {"c": 1.0, "a": 1.0, "b": 2.0, "d": 0.5}
+    assert top_k(scores, 3) == ["b", "a", "c"]
+    assert top_k(dict(reversed(scores.items())), 3) == ["b", "a", "c"]
+
+
+def test_random_subset_depends_on_seed_not_order():
+    ids = [f"i{n}" for n in range(50)]
+    assert random_subset(ids, 10, 3) == random_subset(list(reversed(ids)), 10, 3)
+    assert random_subset(ids, 10, 3) != random_subset(ids, 10, 4)
+    assert len(set(random_subset(ids, 50, 0))) == 50
+
+
+def test_cycle_seed_differs_between_cycles():
+    assert cycle_seed(0, 1) != cycle_seed(0, 2)
+    assert cycle_seed(5, 1) == cycle_seed(5, 1)
+
+
+@pytest.mark.parametrize(("text", "pool", "items"), [("10%", 120, 12), ("10%", 2975, 298), ("2.5%", 100, 3), ("7", 10, 7)])
+def test_parse_budget(text, pool, items):
+    assert parse_budget(text, pool) == items
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "0%", "ten", "5%%", "0.1%"])
+def test_bad_budgets(text):
+    with pytest.raises(UserError, match="--budget"):
+        parse_budget(text, 100)
+
+
+class ConstantImages(SegmentationDataset):
+    """A pool whose image i is filled with value i: models can tell images apart."""
+
+    def __init__(self, count):
+        ids = {f"img{i:02d}": None for i in range(count)}
+        super().__init__("toy", "train", ids, {}, ["a", "b", "c"])
+
+    def load_image(self, image_id):
+        return np.full((8, 8, 3), int(image_id[3:]) * 10, dtype=np.uint8)
+
+
+class BrightnessModel(torch.nn.Module):
+    """Confident on dark images, uniform on white ones: entropy grows with the image id."""
+
+    def forward(self, x):  # [B, 3, H, W], values in [0, 1]
+        darkness = 1 - x.mean(dim=1, keepdim=True)  # [B, 1, H, W]
+        return torch.cat([10 * darkness, 0 * darkness, 0 * darkness], dim=1)  # [B, 3, H, W]
+
+
+def context_for(dataset, labeled):
+    candidates = [i for i in dataset.ids if i not in labeled]
+    return SelectionContext(
+        dataset, candidates, labeled, model=BrightnessModel(), device=torch.device("cpu"),
+        preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]}, batch_size=3,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_selects_exactly_k_new_items_deterministically(name):
+    dataset = ConstantImages(12)
+    labeled = ["img00", "img05"]
+    first = METHODS[name].select(context_for(dataset, labeled), 4, seed=7)
+    again = METHODS[name].select(context_for(dataset, labeled), 4, seed=7)
+    assert len(first.ids) == 4 == len(set(first.ids))
+    assert not set(first.ids) & set(labeled)
+    assert first.ids == again.ids and first.scores == again.scores
+
+
+def test_entropy_picks_the_most_uncertain_images():
+    dataset = ConstantImages(12)
+    selection = METHODS["entropy"].select(context_for(dataset, ["img11"]), 3, seed=0)
+    assert selection.ids == ["img10", "img09", "img08"]
+    assert set(selection.scores) == set(dataset.ids) - {"img11"}

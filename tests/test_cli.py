@@ -1,0 +1,170 @@
+"""The three scripts through their real command lines: a tiny AL loop, then bad input."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, import_script
+from lib.errors import EXIT_USER_ERROR, run_cli
+
+train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
+
+
+def run_loop(pool, out):
+    """scripts/lib/al_loop.sh with one seed, two methods, one acquisition cycle."""
+    env = {
+        **os.environ, "PYTHON": sys.executable, "DATASET": "synthetic", "DATA_ROOT": str(pool), "OUT": str(out),
+        "METHODS": "random entropy", "SEEDS": "0", "INITIAL": "4", "STEP": "2", "CYCLES": "1",
+        "TRAIN_ARGS": "--arch tiny --epochs 2 --batch-size 2 --crop 32x48 --workers 0 --device cpu",
+        "SELECT_ARGS": "--workers 0 --device cpu", "EVAL_ARGS": "--workers 0 --device cpu",
+    }
+    script = f"source {REPO_ROOT}/scripts/lib/env.sh && source {REPO_ROOT}/scripts/lib/al_loop.sh && run_experiment"
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def experiment(synthetic_pool, tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment")
+    return out, run_loop(synthetic_pool, out)
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_loop_writes_the_experiment_layout(experiment):
+    out, stdout = experiment
+    for method in ("random", "entropy"):
+        for cycle in (0, 1):
+            folder = out / method / "seed0" / f"cycle{cycle}"
+            assert {"index.json", "model.pt", "metrics.json"} <= {p.name for p in folder.iterdir()}
+        first, second = (read(out / method / "seed0" / f"cycle{c}" / "index.json") for c in (0, 1))
+        assert len(first["labeled"]) == 4 and len(second["labeled"]) == 6
+        assert second["labeled"][:4] == first["labeled"]
+        assert [h["method"] for h in second["history"]] == ["random", method]
+        metrics = read(out / method / "seed0" / "cycle1" / "metrics.json")
+        assert metrics["labeled_fraction"] == 0.5 and 0 <= metrics["miou"] <= 1
+        assert set(metrics["per_class_iou"]) == {"sky", "building", "road", "sidewalk", "vegetation", "pole", "car", "person"}
+    # The initial cycle is trained once and shared by both methods.
+    assert os.path.samefile(out / "random/seed0/cycle0/model.pt", out / "entropy/seed0/cycle0/model.pt")
+    scores = read(out / "entropy/seed0/cycle1/scores.json")["scores"]
+    assert len(scores) == 8 and set(read(out / "entropy/seed0/cycle1/index.json")["history"][1]["added"]) <= set(scores)
+    summary = read(out / "summary.json")
+    assert summary["budget"] == pytest.approx(50) and set(summary["methods"]) == {"random", "entropy"}
+    assert "mIoU@50" in stdout and "AUC@50" in stdout
+    assert (out / "curves.csv").read_text().count("\n") == 5
+
+
+def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
+    out, _ = experiment
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    stdout = run_loop(synthetic_pool, out)
+    assert "run train.py" not in stdout and "run select.py" not in stdout and stdout.count("skip ") == 9  # 3 initial steps + 3 per method
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+
+
+def test_selection_is_byte_identical_for_the_same_seed(synthetic_pool, experiment, tmp_path):
+    out, _ = experiment
+    cycle0 = out / "entropy/seed0/cycle0"
+    select.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--method", "entropy",
+                 "--index", str(cycle0 / "index.json"), "--checkpoint", str(cycle0 / "model.pt"),
+                 "--budget", "2", "--seed", "0", "--out", str(tmp_path / "again.json"), "--workers", "0"])
+    assert (tmp_path / "again.json").read_bytes() == (out / "entropy/seed0/cycle1/index.json").read_bytes()
+
+
+def test_predictions_folder_is_scored_like_a_model(synthetic_pool, tmp_path):
+    predictions = tmp_path / "predictions"
+    shutil.copytree(synthetic_pool / "val" / "masks", predictions)
+    evaluate.main(["--predictions", str(predictions), "--dataset", "synthetic", "--data-root", str(synthetic_pool),
+                   "--out", str(tmp_path / "metrics.json")])
+    assert read(tmp_path / "metrics.json")["miou"] == 1.0
+
+
+def test_curve_file(tmp_path, capsys):
+    (tmp_path / "curve.json").write_text(json.dumps({"budgets": [10, 20, 30, 40, 50], "miou": [68.42] * 5}))
+    evaluate.main(["--curve", str(tmp_path / "curve.json"), "--budget", "50"])
+    assert capsys.readouterr().out.strip() == "mIoU@50 = 68.42  AUC@50 = 27.37"
+
+
+def fail(script, argv, capsys):
+    """Run a script's main as the command line would; return its one-line error."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(script.main, argv)
+    assert exit_info.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture()
+def model_of(experiment):
+    return experiment[0] / "entropy/seed0/cycle0"
+
+
+def bad_select_cases(pool, cycle0, tmp):
+    truncated = tmp / "truncated.pt"
+    truncated.write_bytes((cycle0 / "model.pt").read_bytes()[:2000])
+    other_classes = tmp / "other"
+    shutil.copytree(pool, other_classes)
+    (other_classes / "classes.json").write_text(json.dumps(["a", "b", "c", "d", "e", "f", "g", "h"]))
+    base = ["--data-root", str(pool), "--dataset", "synthetic", "--out", str(tmp / "next.json")]
+    with_model = [*base, "--index", str(cycle0 / "index.json"), "--checkpoint", str(cycle0 / "model.pt")]
+    return [
+        ([*with_model, "--method", "entropy", "--budget", "9"], "9 items asked but only 8 are unlabeled"),
+        ([*with_model, "--method", "entropy", "--budget", "0"], "--budget '0'"),
+        ([*with_model, "--method", "entropy", "--budget", "-2"], "--budget '-2'"),
+        ([*base, "--method", "entropy", "--budget", "2"], "--method entropy scores the pool with a model"),
+        ([*base, "--index", str(cycle0 / "index.json"), "--checkpoint", str(truncated), "--method", "entropy",
+          "--budget", "2"], "truncated.pt: cannot read checkpoint"),
+        (["--data-root", str(other_classes), "--dataset", "synthetic", "--out", str(tmp / "next.json"),
+          "--index", str(cycle0 / "index.json"), "--checkpoint", str(cycle0 / "model.pt"), "--method", "entropy",
+          "--budget", "2"], "model.pt: checkpoint was trained on classes"),
+        (["--data-root", str(tmp / "nowhere"), "--dataset", "synthetic", "--out", str(tmp / "next.json"),
+          "--method", "random", "--budget", "2"], "nowhere"),
+        ([*base[:-1], str(tmp / "no/such/folder.json"), "--method", "random", "--budget", "2"], "folder.json"),
+    ]
+
+
+def test_select_bad_input_is_one_line_and_writes_nothing(synthetic_pool, model_of, tmp_path, capsys):
+    for argv, message in bad_select_cases(synthetic_pool, model_of, tmp_path):
+        assert message in fail(select, argv, capsys)
+        assert not (tmp_path / "next.json").exists()
+
+
+def test_train_bad_input(synthetic_pool, model_of, tmp_path, capsys):
+    index = read(model_of / "index.json")
+    base = ["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--arch", "tiny", "--workers", "0",
+            "--out", str(tmp_path / "model.pt")]
+    index["labeled"].append("s9999_f00")
+    (tmp_path / "unknown.json").write_text(json.dumps(index))
+    assert "'s9999_f00' is not in the pool" in fail(train, [*base, "--index", str(tmp_path / "unknown.json")], capsys)
+    assert "--epochs must be positive" in fail(train, [*base, "--index", str(model_of / "index.json"), "--epochs", "0"], capsys)
+    # A labeled image whose mask is missing is named.
+    no_masks = tmp_path / "pool"
+    shutil.copytree(synthetic_pool, no_masks)
+    first = index["labeled"][0]
+    (no_masks / "train" / "masks" / f"{first}.png").unlink()
+    argv = [*base[:3], str(no_masks), *base[4:], "--index", str(model_of / "index.json")]
+    assert f"1 labeled images have no mask file: {first}" in fail(train, argv, capsys)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_evaluate_bad_input(synthetic_pool, model_of, tmp_path, capsys):
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    argv = ["--predictions", str(predictions), "--dataset", "synthetic", "--data-root", str(synthetic_pool)]
+    assert "no prediction for 4 of 4 images" in fail(evaluate, argv, capsys)
+    for mask in (synthetic_pool / "val" / "masks").iterdir():
+        Image.new("L", (48, 32), 9).save(predictions / mask.name)
+    assert "class id 9 but the dataset has 8 classes" in fail(evaluate, argv, capsys)
+    assert "no <method>/seed<k>/cycle<c>/metrics.json" in fail(evaluate, ["--experiment", str(tmp_path)], capsys)
+    (tmp_path / "curve.json").write_text(json.dumps({"budgets": [10, 20], "miou": [50, 60]}))
+    assert "budget 30 is not a point" in fail(evaluate, ["--curve", str(tmp_path / "curve.json"), "--budget", "30"], capsys)
+    argv = ["--checkpoint", str(model_of / "model.pt"), "--data-root", str(synthetic_pool), "--split", "test"]
+    assert "test/images: no such folder" in fail(evaluate, argv, capsys)

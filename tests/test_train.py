@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from conftest import import_script
+from lib.data import open_dataset
+from lib.index import LabeledIndex, Unit, save_index
+
+train = import_script("train.py")
+
+
+@pytest.fixture()
+def labeled_index(synthetic_pool, tmp_path):
+    ids = open_dataset("synthetic", synthetic_pool, "train").ids
+    index = LabeledIndex("synthetic", "train", Unit(), len(ids)).with_cycle("random", 0, "6", ids[::2])
+    save_index(tmp_path / "index.json", index)
+    return tmp_path / "index.json"
+
+
+def train_args(pool, index, out):
+    return ["--dataset", "synthetic", "--data-root", str(pool), "--index", str(index), "--out", str(out),
+            "--arch", "tiny", "--epochs", "3", "--batch-size", "2", "--crop", "32x32", "--lr", "0.05",
+            "--workers", "0", "--device", "cpu", "--seed", "3"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after the raise runs, no handler catches it."""
+
+
+def kill_after_epoch(monkeypatch, epoch):
+    """Make train.py die right after it has written the checkpoint of `epoch`."""
+    save = train.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if state["epoch"] == epoch:
+            raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+
+
+def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys):
+    straight = tmp_path / "straight.pt"
+    train.main(train_args(synthetic_pool, labeled_index, straight))
+
+    resumed = tmp_path / "resumed.pt"
+    kill_after_epoch(monkeypatch, 2)
+    with pytest.raises(Killed):
+        train.main([*train_args(synthetic_pool, labeled_index, resumed), "--resume"])
+    monkeypatch.undo()
+    assert not resumed.exists() and (tmp_path / "resumed.pt.resume").exists()
+
+    capsys.readouterr()
+    train.main([*train_args(synthetic_pool, labeled_index, resumed), "--resume"])
+    assert "after epoch 2/3" in capsys.readouterr().out
+    assert not (tmp_path / "resumed.pt.resume").exists()
+
+    a = torch.load(straight, weights_only=True)
+    b = torch.load(resumed, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index, tmp_path, monkeypatch):
+    out = tmp_path / "model.pt"
+    kill_after_epoch(monkeypatch, 1)
+    with pytest.raises(Killed):
+        train.main(train_args(synthetic_pool, labeled_index, out))
+    monkeypatch.undo()
+    with pytest.raises(train.UserError, match=r"model\.pt\.resume: was started with other settings \(lr\)"):
+        train.main([*train_args(synthetic_pool, labeled_index, out), "--resume", "--lr", "0.1"])
+
+
+def test_checkpoint_is_self_describing(synthetic_pool, labeled_index, tmp_path):
+    out = tmp_path / "model.pt"
+    train.main(train_args(synthetic_pool, labeled_index, out))
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["model_args"] == {"arch": "tiny", "num_classes": 8, "output_stride": 16}
+    assert checkpoint["class_names"][0] == "sky"
+    assert checkpoint["dataset"] == {"name": "synthetic", "split": "train"}
+    assert checkpoint["index"]["labeled"] == 6 and checkpoint["index"]["labeled_fraction"] == 0.5
+    assert checkpoint["train_args"]["lr"] == 0.05 and checkpoint["epochs"] == 3
+    assert {"optimizer", "scheduler", "scaler"} <= set(checkpoint)

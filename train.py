@@ -1,0 +1,202 @@
+"""Train a segmentation model on the labeled items of an index file.
+
+    python train.py --dataset synthetic --data-root data/synthetic \
+        --index runs/x/cycle0/index.json --out runs/x/cycle0/model.pt --resume
+
+A checkpoint is written after every epoch next to --out (`<out>.resume`); with
+--resume a killed run continues from it and reaches the same final weights as an
+uninterrupted run. The finished model is written to --out and the resume file is
+removed, so "--out exists" means "training is done".
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.data import DATASETS, open_dataset
+from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from lib.engine import (
+    LabeledCrops, epoch_loader, expected_total_steps, poly_lr_lambda, resolve_device, steps_per_epoch,
+    train_one_epoch,
+)
+from lib.errors import UserError, run_cli
+from lib.fileio import sha256_of
+from lib.index import load_index
+from lib.models import ARCHS, build_model, load_pretrained_backbone
+from lib.progress import Progress, format_duration
+
+# Flags that do not change the result: a resumed run may differ in them.
+RESUME_NEUTRAL = {"resume", "workers", "log_interval"}
+
+
+def parse_size(text):
+    height, sep, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width)) if sep else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW like 256x512, got {text!r}") from None
+    if min(size) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return size
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
+    data.add_argument("--data-root", required=True, help="dataset root folder")
+    data.add_argument("--split", default="train", help="split the pool is drawn from")
+    data.add_argument("--index", required=True, help="index file listing the labeled items")
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="DeepLabv3+ backbone")
+    model.add_argument("--output-stride", type=int, default=16, choices=(8, 16), help="backbone output stride")
+    model.add_argument("--pretrained", default=None,
+                       help="ImageNet backbone weights: a torchvision state-dict file, or 'imagenet' for the torch hub cache")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=50, help="passes over the labeled images")
+    optim.add_argument("-b", "--batch-size", type=int, default=8, help="images per step")
+    optim.add_argument("--crop", type=parse_size, default=(256, 256), help="random crop HxW (or one number)")
+    optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
+    optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate, decayed by the poly schedule")
+    optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    optim.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
+    run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
+    run.add_argument("--seed", type=int, default=0, help="seed for initialisation, order and augmentation")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                     help="float16 mixed precision (CUDA only)")
+    run.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    run.add_argument("--log-interval", type=float, default=30.0, help="seconds between progress lines when not on a terminal")
+    return parser
+
+
+def check_args(args):
+    for flag in ("epochs", "batch_size", "workers"):
+        if getattr(args, flag) < (0 if flag == "workers" else 1):
+            raise UserError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    if not Path(args.out).parent.resolve().is_dir():
+        raise UserError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+
+
+def make_optimizer(args, model):
+    if args.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def resume_state(path, train_args, index_sha256):
+    """The in-progress checkpoint when it belongs to this very run, else a UserError."""
+    checkpoint = load_checkpoint(path)
+    saved = {k: v for k, v in checkpoint["train_args"].items() if k not in RESUME_NEUTRAL}
+    wanted = {k: v for k, v in train_args.items() if k not in RESUME_NEUTRAL}
+    changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    if changed:
+        raise UserError(f"{path}: was started with other settings ({', '.join(changed)}); delete it to start over")
+    if checkpoint["index"]["sha256"] != index_sha256:
+        raise UserError(f"{path}: was started on another version of {train_args['index']}; delete it to start over")
+    return checkpoint
+
+
+def labeled_images(path, index, dataset):
+    """The labeled image ids of an index, checked to be trainable."""
+    if index.unit.type != "image":
+        raise UserError(f"{path}: train.py trains on whole images; {index.unit.describe()} units are not supported yet")
+    if len(index.labeled) < 2:
+        raise UserError(f"{path}: at least 2 labeled images are needed to train (BatchNorm), got {len(index.labeled)}")
+    unlabeled = [image_id for image_id in index.labeled if not dataset.has_mask(image_id)]
+    if unlabeled:
+        shown = ", ".join(unlabeled[:5]) + (" ..." if len(unlabeled) > 5 else "")
+        raise UserError(f"{path}: {len(unlabeled)} labeled images have no mask file: {shown}")
+    return index.labeled
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    check_args(args)
+    train_args = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+    device = resolve_device(args.device)
+    amp = args.amp and device.type == "cuda"
+
+    dataset = open_dataset(args.dataset, args.data_root, args.split)
+    index = load_index(args.index, dataset.ids, dataset=args.dataset)
+    labeled = labeled_images(args.index, index, dataset)
+
+    model_args = {"arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride}
+    torch.manual_seed(args.seed)
+    model = build_model(model_args)
+    if args.pretrained:
+        load_pretrained_backbone(model, args.pretrained, args.arch)
+    model.to(device)
+    optimizer = make_optimizer(args, model)
+    total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lr_lambda(total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    index_sha256 = sha256_of(args.index)
+    resume_path = f"{args.out}.resume"
+    start_epoch = 1
+    if args.resume and os.path.exists(resume_path):
+        state = resume_state(resume_path, train_args, index_sha256)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch = state["epoch"] + 1
+        print(f"resuming {resume_path} after epoch {state['epoch']}/{args.epochs}")
+
+    preprocess = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    crops = LabeledCrops(dataset, labeled, args.crop, args.seed, preprocess["mean"], preprocess["std"])
+    description = {
+        "model_args": model_args,
+        "preprocess": preprocess,
+        "class_names": dataset.class_names,
+        "dataset": {"name": args.dataset, "split": args.split},
+        "index": {
+            "path": str(Path(args.index).resolve()),
+            "sha256": index_sha256,
+            "labeled": len(labeled),
+            "labeled_fraction": index.labeled_fraction(),
+            "pool_size": index.pool_size,
+            "unit": index.unit.to_json(),
+            "cycle": index.next_cycle - 1,
+        },
+        "train_args": train_args,
+        "epochs": args.epochs,
+    }
+    print(f"training {args.arch} on {len(labeled)} labeled images of {args.dataset}/{args.split} "
+          f"for {args.epochs} epochs on {device}{' with AMP' if amp else ''}")
+    started = time.monotonic()
+    remaining_steps = steps_per_epoch(len(labeled), args.batch_size) * (args.epochs - start_epoch + 1)
+    progress = Progress("train", remaining_steps, interval=args.log_interval)
+    for epoch in range(start_epoch, args.epochs + 1):
+        torch.manual_seed(args.seed * 100_003 + epoch)  # dropout and any other torch randomness of this epoch
+        loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
+        progress.label = f"epoch {epoch}/{args.epochs} step"
+        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress)
+        state = {
+            **description,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "loss": loss,
+        }
+        if epoch == args.epochs:
+            save_checkpoint(args.out, state)
+        else:
+            save_checkpoint(resume_path, state)
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
+    print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")
+
+
+if __name__ == "__main__":
+    run_cli(main)
