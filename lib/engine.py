@@ -126,15 +126,6 @@ def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=Fal
 
 
 @torch.no_grad()
-def predict_probabilities(model, batches, device, amp):
-    """Yield (ids, softmax probabilities [B, C, H, W] float32) for each batch: scoring streams."""
-    for batch_ids, images, _ in batches:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images.to(device, non_blocking=True))
-        yield batch_ids, logits.float().softmax(dim=1)
-
-
-@torch.no_grad()
 def evaluate_confusion(model, batches, num_classes, device, amp, progress=None):
     """Accumulate the [C, C] confusion matrix (rows = truth) of the model over `batches`."""
     model.eval()
@@ -144,7 +135,7 @@ def evaluate_confusion(model, batches, num_classes, device, amp, progress=None):
             logits = model(images.to(device, non_blocking=True))
         confusion += confusion_matrix(logits.argmax(dim=1), masks.to(device), num_classes)
         if progress:
-            progress.update(items=len(images))
+            progress.update(steps=len(images), items=len(images))
     return confusion.cpu()
 
 
