@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a curve.
+r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a curve.
 
     # mIoU and per-class IoU of one model on a split -> metrics JSON
     python evaluate.py --checkpoint runs/x/random/seed0/cycle0/model.pt \
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
+from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
 from lib.engine import evaluate_confusion, iterate_batches, resolve_device
@@ -31,7 +32,7 @@ from lib.report import (
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = script_parser(__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--checkpoint", help="evaluate this model on --split")
     mode.add_argument("--predictions", help="evaluate the prediction PNGs in this folder (<id>.png, class ids)")
@@ -45,8 +46,8 @@ def get_args_parser():
                         help="B in %% of the pool for mIoU@B and AUC@B (default: the largest budget all curves reach)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
-    parser.add_argument("-b", "--batch-size", type=int, default=4, help="images per forward pass")
-    parser.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
+    parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
     return parser
 
 
@@ -134,8 +135,7 @@ def main(argv=None):
         return evaluate_curve(args)
     if not args.data_root:
         raise UserError("--data-root is required to evaluate a checkpoint or predictions")
-    if args.out and not Path(args.out).parent.resolve().is_dir():
-        raise UserError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    check_output_folders(out=args.out)
     record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
     print(f"mIoU {100 * record['miou']:.2f} on {record['images']} {args.split} images")
     if args.out:

@@ -1,4 +1,4 @@
-"""Pick the next items to annotate and write the next index file.
+r"""Pick the next items to annotate and write the next index file.
 
     # cycle 0: an initial random selection needs no model
     python select.py --dataset synthetic --data-root data/synthetic --method random \
@@ -18,11 +18,11 @@ if __name__ == "select":
     load_stdlib_module("select")
 else:
     import argparse
-    from pathlib import Path
 
     from lib.acquire import METHODS, SelectionContext, cycle_seed
     from lib.acquire.budget import parse_budget
     from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
+    from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser
     from lib.data import DATASETS, open_dataset
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
@@ -32,7 +32,7 @@ else:
 
 def get_args_parser():
     methods = "; ".join(f"{name}: {method.summary}" for name, method in METHODS.items())
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
     parser.add_argument("--data-root", required=True, help="dataset root folder")
     parser.add_argument("--split", default="train", help="split the pool is drawn from")
@@ -46,8 +46,8 @@ def get_args_parser():
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to score")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="float16 inference (CUDA only)")
-    parser.add_argument("-b", "--batch-size", type=int, default=4, help="images per forward pass")
-    parser.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
+    parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
     return parser
 
 
@@ -62,11 +62,7 @@ def current_index(args, dataset):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0:
-        raise UserError("--batch-size must be at least 1 and --workers at least 0")
-    for flag, path in (("--out", args.out), ("--scores-out", args.scores_out)):
-        if path and not Path(path).parent.resolve().is_dir():
-            raise UserError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+    check_output_folders(out=args.out, scores_out=args.scores_out)
     method = METHODS[args.method]
     if method.needs_model and args.checkpoint is None:
         raise UserError(f"--method {args.method} scores the pool with a model: give --checkpoint")

@@ -1,4 +1,4 @@
-"""Train a segmentation model on the labeled items of an index file.
+r"""Train a segmentation model on the labeled items of an index file.
 
     python train.py --dataset synthetic --data-root data/synthetic \
         --index runs/x/cycle0/index.json --out runs/x/cycle0/model.pt --resume
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.cli import check_output_folders, image_size, non_negative_int, positive_int, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
@@ -32,19 +33,8 @@ from lib.progress import Progress, format_duration
 RESUME_NEUTRAL = {"resume", "workers", "log_interval"}
 
 
-def parse_size(text):
-    height, sep, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width)) if sep else (int(text),) * 2
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW like 256x512, got {text!r}") from None
-    if min(size) <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return size
-
-
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = script_parser(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
     data.add_argument("--data-root", required=True, help="dataset root folder")
@@ -56,9 +46,9 @@ def get_args_parser():
     model.add_argument("--pretrained", default=None,
                        help="ImageNet backbone weights: a torchvision state-dict file, or 'imagenet' for the torch hub cache")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=50, help="passes over the labeled images")
-    optim.add_argument("-b", "--batch-size", type=int, default=8, help="images per step")
-    optim.add_argument("--crop", type=parse_size, default=(256, 256), help="random crop HxW (or one number)")
+    optim.add_argument("--epochs", type=positive_int, default=50, help="passes over the labeled images")
+    optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
+    optim.add_argument("--crop", type=image_size, default=(256, 256), help="random crop HxW (or one number)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
     optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate, decayed by the poly schedule")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
@@ -70,19 +60,15 @@ def get_args_parser():
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                      help="float16 mixed precision (CUDA only)")
-    run.add_argument("-j", "--workers", type=int, default=2, help="data loading processes")
+    run.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
     run.add_argument("--log-interval", type=float, default=30.0, help="seconds between progress lines when not on a terminal")
     return parser
 
 
 def check_args(args):
-    for flag in ("epochs", "batch_size", "workers"):
-        if getattr(args, flag) < (0 if flag == "workers" else 1):
-            raise UserError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
-    if not Path(args.out).parent.resolve().is_dir():
-        raise UserError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    check_output_folders(out=args.out)
 
 
 def make_optimizer(args, model):

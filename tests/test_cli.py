@@ -144,7 +144,7 @@ def test_train_bad_input(synthetic_pool, model_of, tmp_path, capsys):
     index["labeled"].append("s9999_f00")
     (tmp_path / "unknown.json").write_text(json.dumps(index))
     assert "'s9999_f00' is not in the pool" in fail(train, [*base, "--index", str(tmp_path / "unknown.json")], capsys)
-    assert "--epochs must be positive" in fail(train, [*base, "--index", str(model_of / "index.json"), "--epochs", "0"], capsys)
+    assert "argument --epochs: must be at least 1, got 0" in fail(train, [*base, "--index", str(model_of / "index.json"), "--epochs", "0"], capsys)
     # A labeled image whose mask is missing is named.
     no_masks = tmp_path / "pool"
     shutil.copytree(synthetic_pool, no_masks)

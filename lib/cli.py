@@ -1,0 +1,53 @@
+"""Argument types and checks shared by the three scripts."""
+import argparse
+from pathlib import Path
+
+from lib.errors import EXIT_USER_ERROR, UserError
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def image_size(text):
+    """`HxW` or a single number for a square -> (height, width)."""
+    height, sep, width = text.lower().partition("x")
+    try:
+        size = (int(height), int(width)) if sep else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW like 256x512, got {text!r}") from None
+    if min(size) <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return size
+
+
+def check_output_folders(**paths):
+    """Fail before any work when an output's folder is missing: flag=path pairs, None skipped."""
+    for flag, path in paths.items():
+        if path is not None and not Path(path).parent.resolve().is_dir():
+            raise UserError(f"--{flag.replace('_', '-')} {path}: folder {Path(path).parent} does not exist")
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message):
+        # Like every other user mistake: one `error:` line and exit code 2, no usage dump.
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every flag; the docstring's example commands kept as written."""
+
+
+def script_parser(description):
+    """The argument parser of a script: --help shows defaults, a bad flag is one error line."""
+    return _OneLineErrorParser(description=description, formatter_class=_HelpFormatter)
