@@ -27,7 +27,7 @@ from lib.fileio import read_json, write_json, write_text
 from lib.metrics import auc_at_budget, confusion_matrix, miou_at_budget
 from lib.progress import Progress
 from lib.report import (
-    collect_curves, curves_csv, default_budget, evaluation_record, format_table, summarize, summary_csv,
+    CURVE_AXES, collect_curves, curves_csv, default_budget, evaluation_record, format_table, summarize, summary_csv,
 )
 
 
@@ -44,6 +44,8 @@ def get_args_parser():
     parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
     parser.add_argument("--budget", type=float, default=None,
                         help="B in %% of the pool for mIoU@B and AUC@B (default: the largest budget all curves reach)")
+    parser.add_argument("--x-axis", default="items", choices=sorted(CURVE_AXES),
+                        help="--experiment: budgets in %% of the pool's items (images, patches) or of its pixels")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
@@ -76,6 +78,9 @@ def evaluate_checkpoint(args):
         "labeled": trained_on["labeled"],
         "pool_size": trained_on["pool_size"],
         "labeled_fraction": trained_on["labeled_fraction"],
+        # Checkpoints written before patch and region units lack it.
+        "labeled_pixel_fraction": trained_on.get("labeled_pixel_fraction"),
+        "unit": trained_on.get("unit", {"type": "image"}),
     }
 
 
@@ -104,7 +109,7 @@ def evaluate_predictions(args):
 
 
 def summarize_experiment(args):
-    curves = collect_curves(args.experiment)
+    curves = collect_curves(args.experiment, args.x_axis)
     summary = summarize(curves, args.budget if args.budget is not None else default_budget(curves))
     print(format_table(summary))
     root = Path(args.experiment)

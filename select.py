@@ -12,6 +12,11 @@ r"""Pick the next items to annotate and write the next index file.
     python select.py --dataset folder --data-root data/mine --method coreset \
         --index runs/x/cycle0/index.json --features my_features.npz --budget 300 --out next.json
 
+    # patches and regions: the first cycle fixes the unit, later cycles read it from --index
+    python select.py ... --method random --unit patch --grid 4x4 --budget 32 --out cycle0/index.json
+    python select.py ... --method entropy --unit region --region-size 30 --region-ranking per-image \
+        --regions-per-image 4 --budget 2.5%px --out cycle1/index.json
+
 The new index holds the old labeled items plus the selection, and a history entry
 for this cycle. The same inputs and --seed give a byte-identical file.
 """
@@ -23,18 +28,26 @@ if __name__ == "select":
 else:
     import argparse
 
+    from fractions import Fraction
+
     from lib.acquire import METHODS, SelectionContext, cycle_seed
     from lib.acquire.budget import parse_budget
     from lib.acquire.precomputed import load_features, load_scores
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
+    from lib.acquire.rank import NO_RULES, SelectionRules
+    from lib.acquire.reduce import REDUCTIONS
     from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
-    from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser
+    from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
     from lib.data import DATASETS, open_dataset
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
     from lib.fileio import write_json
-    from lib.index import LabeledIndex, Unit, load_index, save_index
+    from lib.index import LabeledIndex, load_index, save_index
     from lib.models import has_mc_dropout
+    from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
+
+DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
+DEFAULT_REGION_SIZE = 43  # S4AL+'s regions on Cityscapes at 688x688
 
 
 def get_args_parser():
@@ -46,7 +59,9 @@ def get_args_parser():
     parser.add_argument("--index", default=None, help="current index file; omit to start a new experiment")
     parser.add_argument("--checkpoint", default=None, help="model that scores the pool (methods that need one)")
     parser.add_argument("--method", required=True, choices=list(METHODS), help=methods)
-    parser.add_argument("--budget", required=True, help="items to add: a count (300) or a share of the pool (10%%)")
+    parser.add_argument("--budget", default=None,
+                        help="items to add: a count (300), a share of the pool's items (10%%) or of its pixels "
+                             "(2.5%%px); with --region-ranking per-image it defaults to regions-per-image x images")
     parser.add_argument("--prefilter", type=prefilter_spec, default=None,
                         help=f"keep only some candidates before the method runs: {', '.join(PREFILTERS)}@N "
                              "(uniform@5: every 5th frame of each sequence)")
@@ -63,16 +78,105 @@ def get_args_parser():
                         help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    units = parser.add_argument_group("unit of annotation (set by the first cycle; later cycles read it from --index)")
+    units.add_argument("--unit", default=None, choices=UNIT_TYPES,
+                       help="what one selected item is (default: the index's unit; image for a new experiment)")
+    units.add_argument("--grid", type=size_pair, default=None,
+                       help=f"--unit patch: cells per image as RxC (default when not given: {DEFAULT_GRID[0]}x{DEFAULT_GRID[1]})")
+    units.add_argument("--region-size", type=positive_int, default=None,
+                       help=f"--unit region: side of the square regions in pixels (default when not given: {DEFAULT_REGION_SIZE})")
+    units.add_argument("--region-stride", type=positive_int, default=None,
+                       help="--unit region: pixels between window starts (default when not given: the region side)")
+    units.add_argument("--region-ranking", default="global", choices=("global", "per-image"),
+                       help="--unit region: best regions of the whole pool, or of every image (the published S4AL code)")
+    units.add_argument("--regions-per-image", type=positive_int, default=4,
+                       help="--region-ranking per-image: at most this many regions of one image per cycle")
+    units.add_argument("--reduce", default="mean", choices=sorted(REDUCTIONS),
+                       help="how the pixel scores of an item become its score (entropy, equal, bald)")
     return parser
 
 
+def requested_unit(args):
+    """The unit the flags ask for, or None when they leave it to the index."""
+    for flag, value, unit in (("--grid", args.grid, "patch"), ("--region-size", args.region_size, "region")):
+        if value is not None and args.unit != unit:
+            raise UserError(f"{flag} describes --unit {unit}, but --unit is {args.unit or 'not given'}")
+    if args.unit == "patch":
+        return Unit("patch", args.grid or DEFAULT_GRID)
+    if args.unit == "region":
+        return Unit("region", size=args.region_size or DEFAULT_REGION_SIZE)
+    return None if args.unit is None else Unit("image")
+
+
 def current_index(args, dataset):
+    unit = requested_unit(args)
     if args.index is None:
-        return LabeledIndex(args.dataset, args.split, Unit("image"), len(dataset.ids))
-    index = load_index(args.index, dataset.ids, dataset=args.dataset)
+        return LabeledIndex(args.dataset, args.split, unit or Unit("image"), len(dataset.ids))
+    index = load_index(args.index, dataset.ids, dataset=args.dataset, unit=unit)
     if index.split != args.split:
         raise UserError(f"{args.index}: index is for split {index.split!r}, not --split {args.split!r}")
     return index
+
+
+def check_unit(args, method, unit):
+    if unit.type not in method.units:
+        raise UserError(f"--method {args.method} picks {' or '.join(method.units)} units, not {unit.describe()}")
+    if args.region_ranking != "global" and unit.type != "region":
+        raise UserError(f"--region-ranking {args.region_ranking} ranks regions, but the unit is {unit.describe()}")
+    if args.region_stride is not None and unit.type != "region":
+        raise UserError(f"--region-stride places regions, but the unit is {unit.describe()}")
+
+
+def pool_candidates(args, dataset, index):
+    """(candidate item ids, selection rules): the unlabeled items of the images that pass --prefilter."""
+    images = args.prefilter.apply(dataset, dataset.ids) if args.prefilter else dataset.ids
+    try:
+        candidates, boxes = candidate_items(index.unit, images, index.labeled, dataset.image_size, args.region_stride)
+    except ValueError as err:  # a labeled region that does not fit its image
+        raise UserError(f"{args.index}: {err}") from None
+    if boxes is None:
+        return candidates, NO_RULES
+    per_image = args.regions_per_image if args.region_ranking == "per-image" else None
+    return candidates, SelectionRules(boxes, per_image)
+
+
+def budget_items(args, dataset, index, candidates):
+    """The number of items --budget asks for."""
+    if args.budget is None:
+        if args.region_ranking != "per-image":
+            raise UserError("--budget is required (it may be left out only with --region-ranking per-image)")
+        return args.regions_per_image * len({index.unit.image_of(item_id) for item_id in candidates})
+    pool_pixels = mean_item_pixels = None
+    if args.budget.strip().endswith("%px"):
+        if not candidates:
+            raise UserError(f"--budget {args.budget}: no unlabeled items are left")
+        pool_pixels = image_pixels(dataset.ids, dataset.image_size)
+        mean_item_pixels = Fraction(item_pixels(index.unit, candidates, dataset.image_size), len(candidates))
+    per_image = index.unit.items_per_image
+    return parse_budget(args.budget, per_image and index.pool_size * per_image, pool_pixels, mean_item_pixels)
+
+
+def pool_items(dataset, index, candidates):
+    """Every id a --features or --scores file may name."""
+    if index.unit.type == "region":  # windows depend on the stride: the labeled ones and today's candidates
+        return index.labeled + candidates
+    return candidate_items(index.unit, dataset.ids, [], dataset.image_size)[0]
+
+
+def cycle_settings(args, method, unit):
+    """The options beyond method, seed and budget that shaped this cycle, for the index history."""
+    settings = {}
+    if args.prefilter:
+        settings["prefilter"] = str(args.prefilter)
+    if method.needs == "pixels" and args.reduce != "mean":
+        settings["reduce"] = args.reduce
+    if unit.type == "region":
+        settings["region_ranking"] = args.region_ranking
+        if args.region_ranking == "per-image":
+            settings["regions_per_image"] = args.regions_per_image
+        if args.region_stride:
+            settings["region_stride"] = args.region_stride
+    return settings
 
 
 def check_inputs(args, method):
@@ -111,37 +215,40 @@ def main(argv=None):
 
     dataset = open_dataset(args.dataset, args.data_root, args.split)
     index = current_index(args, dataset)
-    if index.unit.type != "image":
-        raise UserError(f"{args.index}: select.py picks whole images; {index.unit.describe()} units are not supported yet")
-    labeled = set(index.labeled)
-    candidates = [image_id for image_id in dataset.ids if image_id not in labeled]
-    if args.prefilter:
-        candidates = args.prefilter.apply(dataset, candidates)
-    k = parse_budget(args.budget, index.pool_size)
-    if k > len(candidates):
+    check_unit(args, method, index.unit)
+    candidates, rules = pool_candidates(args, dataset, index)
+    k = budget_items(args, dataset, index, candidates)
+    if k > rules.capacity(candidates):
         left = "unlabeled items pass --prefilter" if args.prefilter else "are unlabeled"
-        raise UserError(f"--budget {args.budget}: {k} items asked but only {len(candidates)} {left}")
+        if rules.per_image is not None:
+            left = f"fit --regions-per-image {rules.per_image}"
+        raise UserError(f"--budget {args.budget}: {k} items asked but only {rules.capacity(candidates)} {left}")
 
     device = resolve_device(args.device)
     context = SelectionContext(
-        dataset, candidates, index.labeled, device=device, amp=args.amp and device.type == "cuda",
-        batch_size=args.batch_size, workers=args.workers, mc_samples=args.mc_samples,
+        dataset, candidates, index.labeled, index.unit, args.region_stride, rules, args.reduce,
+        device=device, amp=args.amp and device.type == "cuda", batch_size=args.batch_size, workers=args.workers,
+        mc_samples=args.mc_samples,
     )
     if uses_model(args, method):
         load_model(args, method, dataset, context)
     if args.features:
-        context.features = load_features(args.features, dataset.ids, index.labeled + candidates)
+        context.features = load_features(args.features, pool_items(dataset, index, candidates),
+                                         index.labeled + candidates)
     if args.scores:
-        context.scores = load_scores(args.scores, dataset.ids, candidates)
+        context.scores = load_scores(args.scores, pool_items(dataset, index, candidates), candidates)
 
     selection = method.select(context, k, cycle_seed(args.seed, index.next_cycle))
-    new_index = index.with_cycle(args.method, args.seed, args.budget, selection.ids,
-                                 str(args.prefilter) if args.prefilter else None)
+    if len(selection.ids) < k:
+        raise UserError(f"--budget {args.budget}: {k} regions asked but only {len(selection.ids)} fit "
+                        f"without overlapping each other or the labeled ones")
+    new_index = index.with_cycle(args.method, args.seed, args.budget or str(k), selection.ids,
+                                 cycle_settings(args, method, index.unit))
     if args.scores_out:
         write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1, "scores": selection.scores})
     save_index(args.out, new_index)
-    print(f"{args.method}: selected {len(selection.ids)} of {len(candidates)} unlabeled items "
-          f"-> {len(new_index.labeled)}/{index.pool_size} labeled, wrote {args.out}")
+    print(f"{args.method}: selected {len(selection.ids)} of {len(candidates)} unlabeled {index.unit.describe()} items "
+          f"-> {len(new_index.labeled)} labeled, wrote {args.out}")
 
 
 if __name__ == "__main__":

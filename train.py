@@ -3,6 +3,9 @@ r"""Train a segmentation model on the labeled items of an index file.
     python train.py --dataset synthetic --data-root data/synthetic \
         --index runs/x/cycle0/index.json --out runs/x/cycle0/model.pt --resume
 
+Images, patches or regions: with patch and region units an image is trained on
+with its labeled items only, and the loss ignores every other pixel.
+
 A checkpoint is written after every epoch next to --out (`<out>.resume`); with
 --resume a killed run continues from it and reaches the same final weights as an
 uninterrupted run. The finished model is written to --out and the resume file is
@@ -16,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.cli import check_output_folders, image_size, non_negative_int, positive_int, script_parser
+from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
 from lib.data import DATASETS, open_dataset
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
@@ -27,6 +30,7 @@ from lib.errors import UserError, run_cli
 from lib.fileio import sha256_of
 from lib.index import load_index
 from lib.models import ARCHS, build_model, load_pretrained_backbone
+from lib.units import items_by_image, labeled_fractions
 from lib.progress import Progress, format_duration
 
 # Flags that do not change the result: a resumed run may differ in them.
@@ -47,10 +51,14 @@ def get_args_parser():
                        help="three dropout layers (p=0.1) in the decoder, for --method bald in select.py")
     model.add_argument("--pretrained", default=None,
                        help="ImageNet backbone weights: a torchvision state-dict file, or 'imagenet' for the torch hub cache")
+    model.add_argument("--freeze-backbone", action="store_true",
+                       help="train ASPP and decoder only, the backbone keeps its weights and BatchNorm statistics (MEAL)")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=50, help="passes over the labeled images")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
-    optim.add_argument("--crop", type=image_size, default=(256, 256), help="random crop HxW (or one number)")
+    optim.add_argument("--crop", type=size_pair, default=(256, 256), help="random crop HxW (or one number)")
+    optim.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                       help="random horizontal flips (--no-flip with a full-image --crop: no augmentation, as in MEAL)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
     optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate, decayed by the poly schedule")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
@@ -70,13 +78,16 @@ def get_args_parser():
 def check_args(args):
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
+    if args.freeze_backbone and not args.pretrained:
+        raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
     check_output_folders(out=args.out)
 
 
 def make_optimizer(args, model):
+    parameters = [p for p in model.parameters() if p.requires_grad]
     if args.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        return torch.optim.Adam(parameters, lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
 def resume_state(path, train_args, index_sha256):
@@ -92,17 +103,24 @@ def resume_state(path, train_args, index_sha256):
     return checkpoint
 
 
-def labeled_images(path, index, dataset):
-    """The labeled image ids of an index, checked to be trainable."""
-    if index.unit.type != "image":
-        raise UserError(f"{path}: train.py trains on whole images; {index.unit.describe()} units are not supported yet")
-    if len(index.labeled) < 2:
-        raise UserError(f"{path}: at least 2 labeled images are needed to train (BatchNorm), got {len(index.labeled)}")
-    unlabeled = [image_id for image_id in index.labeled if not dataset.has_mask(image_id)]
+def labeled_items(path, index, dataset):
+    """{image id: its labeled items} of an index, checked to be trainable."""
+    try:
+        items = items_by_image(index.unit, index.labeled)
+        for image_id, image_items in items.items():
+            if index.unit.type == "region":
+                height, width = dataset.image_size(image_id)
+                for item_id in image_items:
+                    index.unit.box(item_id, height, width)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+    if len(items) < 2:
+        raise UserError(f"{path}: at least 2 labeled images are needed to train (BatchNorm), got {len(items)}")
+    unlabeled = [image_id for image_id in items if not dataset.has_mask(image_id)]
     if unlabeled:
         shown = ", ".join(unlabeled[:5]) + (" ..." if len(unlabeled) > 5 else "")
         raise UserError(f"{path}: {len(unlabeled)} labeled images have no mask file: {shown}")
-    return index.labeled
+    return items
 
 
 def main(argv=None):
@@ -114,7 +132,7 @@ def main(argv=None):
 
     dataset = open_dataset(args.dataset, args.data_root, args.split)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)
-    labeled = labeled_images(args.index, index, dataset)
+    labeled = labeled_items(args.index, index, dataset)
 
     model_args = {
         "arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride,
@@ -124,6 +142,8 @@ def main(argv=None):
     model = build_model(model_args)
     if args.pretrained:
         load_pretrained_backbone(model, args.pretrained, args.arch)
+    if args.freeze_backbone:
+        model.freeze_backbone()
     model.to(device)
     optimizer = make_optimizer(args, model)
     total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
@@ -143,7 +163,10 @@ def main(argv=None):
         print(f"resuming {resume_path} after epoch {state['epoch']}/{args.epochs}")
 
     preprocess = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    crops = LabeledCrops(dataset, labeled, args.crop, args.seed, preprocess["mean"], preprocess["std"])
+    crops = LabeledCrops(
+        dataset, index.unit, labeled, args.crop, args.flip, args.seed, preprocess["mean"], preprocess["std"]
+    )
+    item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, dataset.ids, dataset.image_size)
     description = {
         "model_args": model_args,
         "preprocess": preprocess,
@@ -152,8 +175,10 @@ def main(argv=None):
         "index": {
             "path": str(Path(args.index).resolve()),
             "sha256": index_sha256,
-            "labeled": len(labeled),
-            "labeled_fraction": index.labeled_fraction(),
+            "labeled": len(index.labeled),
+            "labeled_images": len(labeled),
+            "labeled_fraction": item_fraction,
+            "labeled_pixel_fraction": pixel_fraction,
             "pool_size": index.pool_size,
             "unit": index.unit.to_json(),
             "cycle": index.next_cycle - 1,
@@ -161,7 +186,8 @@ def main(argv=None):
         "train_args": train_args,
         "epochs": args.epochs,
     }
-    print(f"training {args.arch} on {len(labeled)} labeled images of {args.dataset}/{args.split} "
+    what = "images" if index.unit.type == "image" else f"{index.unit.describe()} items in {len(labeled)} images"
+    print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
           f"for {args.epochs} epochs on {device}{' with AMP' if amp else ''}")
     started = time.monotonic()
     remaining_steps = steps_per_epoch(len(labeled), args.batch_size) * (args.epochs - start_epoch + 1)

@@ -7,7 +7,8 @@ A checkpoint is a plain dict (torchvision references' shape, nanoGPT's model_arg
     preprocess           {"mean", "std"} the input normalisation the weights expect
     class_names          names of the classes, index = class id
     dataset              {"name", "split"} the pool the model was trained on
-    index                {"path", "sha256", "labeled", "pool_size", "unit", "cycle", "seed"}
+    index                {"path", "sha256", "labeled" (items), "labeled_images", "labeled_fraction"
+                         (of the pool's items), "labeled_pixel_fraction", "pool_size", "unit", "cycle"}
     train_args           every train.py flag, for provenance and resume checks
     epoch, epochs        last finished epoch (1-based) and the planned number
     model, optimizer, scheduler, scaler   state dicts, for --resume

@@ -19,13 +19,13 @@ def non_negative_int(text):
     return value
 
 
-def image_size(text):
-    """`HxW` or a single number for a square -> (height, width)."""
+def size_pair(text):
+    """`HxW` (a crop) or `RxC` (a grid), or a single number for a square -> (height, width)."""
     height, sep, width = text.lower().partition("x")
     try:
         size = (int(height), int(width)) if sep else (int(text),) * 2
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW like 256x512, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected two sizes like 256x512 or 4x4, got {text!r}") from None
     if min(size) <= 0:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return size

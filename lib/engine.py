@@ -6,6 +6,7 @@ boundary therefore continues exactly as the uninterrupted run would have.
 """
 import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -30,21 +31,28 @@ def poly_lr_lambda(total_steps, power=0.9):
 
 
 class LabeledCrops(Dataset):
-    """Randomly cropped and flipped labeled images; set `epoch` before each epoch."""
+    """Randomly cropped (and flipped) labeled images; set `epoch` before each epoch.
 
-    def __init__(self, dataset, ids, crop, seed, mean, std):
-        self.dataset, self.ids, self.crop, self.seed = dataset, list(ids), crop, seed
-        self.mean, self.std = mean, std
+    `items` maps each image to its labeled items of `unit`. Pixels outside them are
+    ignored by the loss: a partially labeled image teaches only where it was labeled.
+    """
+
+    def __init__(self, dataset, unit, items, crop, flip, seed, mean, std):
+        self.dataset, self.unit, self.items, self.ids = dataset, unit, items, list(items)
+        self.crop, self.flip, self.seed, self.mean, self.std = crop, flip, seed, mean, std
         self.epoch = 0
 
     def __len__(self):
         return len(self.ids)
 
     def __getitem__(self, i):
-        image, mask = self.dataset.load_pair(self.ids[i])
+        image_id = self.ids[i]
+        image, mask = self.dataset.load_pair(image_id)
+        if self.unit.type != "image":
+            mask = np.where(self.unit.labeled_area(self.items[image_id], *mask.shape), mask, IGNORE_INDEX)
         # A string seed is hashed deterministically, independent of worker processes.
         rng = random.Random(f"{self.seed}/{self.epoch}/{i}")
-        image, mask = random_crop_flip(image, mask, self.crop, rng)
+        image, mask = random_crop_flip(image, mask, self.crop, rng, self.flip)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
 
 

@@ -17,82 +17,24 @@ Schema (version 1)::
       "labeled": ["s0000_f00", ...],   # labeled item ids, in the order they were added
       "history": [                     # one entry per acquisition cycle
         {"cycle": 0, "method": "random", "seed": 0, "budget": "10%",
-         "added": ["s0000_f00", ...]}   # plus "prefilter": "uniform@5" when one was used
+         "added": ["s0000_f00", ...]}   # plus the options that shaped the cycle, e.g.
+                                        # "prefilter": "uniform@5", "labeled_pixels": 4800
       ]
     }
 
-Item ids are stable strings derived from image ids: the image id itself for the
-`image` unit, `<image id>#r<row>c<col>` for a patch of the grid and
+Item ids are stable strings derived from image ids (lib.units): the image id
+itself for the `image` unit, `<image id>#r<row>c<col>` for a patch of the grid and
 `<image id>#y<top>x<left>` for a square region, so an index stays valid when the
 pool is listed in another order.
 """
-import re
 from dataclasses import dataclass, field
 
 from lib.errors import UserError
 from lib.fileio import read_json, write_json
+from lib.units import Unit
 
 SCHEMA = "al-seg-index"
 VERSION = 1
-UNIT_TYPES = ("image", "patch", "region")
-
-_PATCH_SUFFIX = re.compile(r"^r(\d+)c(\d+)$")
-_REGION_SUFFIX = re.compile(r"^y(\d+)x(\d+)$")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """What one labeled item is: a whole image, a cell of a patch grid, or a square region."""
-
-    type: str = "image"
-    grid: tuple | None = None  # (rows, cols) for patches
-    size: int | None = None  # side in pixels for regions
-
-    def __post_init__(self):
-        if self.type not in UNIT_TYPES:
-            raise UserError(f"unknown unit {self.type!r} (choices: {', '.join(UNIT_TYPES)})")
-        if self.type == "patch" and not (
-            self.grid and len(self.grid) == 2 and all(isinstance(n, int) and n > 0 for n in self.grid)
-        ):
-            raise UserError(f"patch unit needs a grid of two positive integers, got {self.grid!r}")
-        if self.type == "region" and not (isinstance(self.size, int) and self.size > 0):
-            raise UserError(f"region unit needs a positive integer size, got {self.size!r}")
-
-    def to_json(self):
-        if self.type == "patch":
-            return {"type": "patch", "grid": list(self.grid)}
-        if self.type == "region":
-            return {"type": "region", "size": self.size}
-        return {"type": "image"}
-
-    @classmethod
-    def from_json(cls, obj):
-        if not isinstance(obj, dict):
-            raise UserError(f"unit must be an object, got {obj!r}")
-        grid = obj.get("grid")
-        return cls(obj.get("type"), tuple(grid) if isinstance(grid, list) else grid, obj.get("size"))
-
-    def describe(self):
-        if self.type == "patch":
-            return f"patch {self.grid[0]}x{self.grid[1]}"
-        if self.type == "region":
-            return f"region {self.size}px"
-        return "image"
-
-    def image_of(self, item_id):
-        """The image id an item belongs to; ValueError when the id does not fit this unit."""
-        if self.type == "image":
-            return item_id
-        image_id, sep, suffix = item_id.rpartition("#")
-        if not sep or not image_id:
-            raise ValueError(f"{self.describe()} id needs a '#' suffix")
-        if self.type == "patch":
-            match = _PATCH_SUFFIX.match(suffix)
-            if not match or int(match[1]) >= self.grid[0] or int(match[2]) >= self.grid[1]:
-                raise ValueError(f"not a cell of the {self.grid[0]}x{self.grid[1]} grid")
-        elif not _REGION_SUFFIX.match(suffix):
-            raise ValueError("region id needs a #y<top>x<left> suffix")
-        return image_id
 
 
 @dataclass
@@ -108,21 +50,16 @@ class LabeledIndex:
     def next_cycle(self):
         return len(self.history)
 
-    def labeled_fraction(self):
-        """Share of the pool that is labeled, in items of the unit (pixels for regions)."""
-        if self.unit.type == "region":
-            raise UserError("the labeled fraction of region units needs image sizes: not supported yet")
-        cells = self.unit.grid[0] * self.unit.grid[1] if self.unit.type == "patch" else 1
-        return len(self.labeled) / (self.pool_size * cells)
+    def with_cycle(self, method, seed, budget, added, settings=None):
+        """A new index with one more acquisition cycle; the receiver is left unchanged.
 
-    def with_cycle(self, method, seed, budget, added, prefilter=None):
-        """A new index with one more acquisition cycle; the receiver is left unchanged."""
+        `settings` are recorded in the history entry: the selection options that
+        shaped this cycle beyond method, seed and budget (a pre-filter, a region ranking).
+        """
         overlap = set(added) & set(self.labeled)
         if overlap:
             raise ValueError(f"items already labeled: {sorted(overlap)[:3]}")
-        entry = {"cycle": self.next_cycle, "method": method, "seed": seed, "budget": budget}
-        if prefilter:
-            entry["prefilter"] = prefilter
+        entry = {"cycle": self.next_cycle, "method": method, "seed": seed, "budget": budget, **(settings or {})}
         entry["added"] = list(added)
         return LabeledIndex(
             self.dataset, self.split, self.unit, self.pool_size, self.labeled + list(added), self.history + [entry]

@@ -14,8 +14,8 @@ The network is split in two so that acquisition can reuse the expensive part:
 the dropout layers of `mc_dropout` models (three, p=0.1: the BALD setting of the
 "best practices" study), so MC dropout runs the encoder once and the decoder T
 times. Models without `mc_dropout` have no dropout at all, as in the study, where
-Random, Entropy, EqualAL and Coreset are trained without it. `embed(x)` is the
-global-average-pooled ASPP output, the per-image feature vector of Coreset.
+Random, Entropy, EqualAL and Coreset are trained without it. Coreset's features are
+the ASPP output averaged over an image or patch; MEAL's the backbone's last stage.
 
 Models are built from a plain JSON-able dict (nanoGPT's `model_args`) that
 checkpoints carry, so `select.py` / `evaluate.py` rebuild a network from the file
@@ -281,6 +281,7 @@ class DeepLabV3Plus(nn.Module):
         }
         dropout = MC_DROPOUT if mc_dropout else 0.0
         self.backbone = BACKBONES[arch](output_stride)
+        self.backbone_frozen = False  # a training choice (freeze_backbone), not part of model_args
         # DeepLabv3: rates (6, 12, 18) at OS 16, doubled at OS 8 so the field of view
         # in input pixels stays the same.
         rates = tuple(r * 16 // output_stride for r in (6, 12, 18))
@@ -293,6 +294,19 @@ class DeepLabV3Plus(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
+
+    def freeze_backbone(self):
+        """Train only ASPP and decoder (MEAL's protocol): no gradients and fixed BatchNorm statistics in the backbone."""
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.backbone_frozen:
+            # A frozen backbone must not update its BatchNorm running statistics either.
+            self.backbone.eval()
+        return self
 
     def encode(self, x):
         """x [B, 3, H, W] -> (low [B, C_low, H/4, W/4], aspp_out [B, head, H/os, W/os]); no dropout."""
@@ -307,10 +321,6 @@ class DeepLabV3Plus(nn.Module):
     def forward(self, x):  # x: [B, 3, H, W]
         low, aspp_out = self.encode(x)
         return self.decode(low, aspp_out, x.shape[-2:])  # [B, num_classes, H, W]
-
-    def embed(self, x):
-        """x [B, 3, H, W] -> the global-average-pooled ASPP output [B, head], Coreset's image feature."""
-        return self.encode(x)[1].mean(dim=(2, 3))
 
 
 def has_mc_dropout(model):

@@ -5,7 +5,8 @@ An experiment directory has one folder per method, seed and cycle:
     OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}
 
 Folders whose name starts with '_' or '.' hold shared or temporary state and are
-not curves. Each metrics.json gives one point of a curve: (labeled %, mIoU %).
+not curves. Each metrics.json gives one point of a curve: (labeled %, mIoU %), the
+labeled share counted in items of the unit or in pixels (CURVE_AXES).
 """
 import csv
 import io
@@ -21,6 +22,8 @@ _CYCLE_DIR = re.compile(r"^cycle(\d+)$")
 # Budgets from rounded cycle sizes (10 % of 2975 images = 298) miss the nominal
 # budget by a little; a curve point within this many percentage points is B.
 BUDGET_MATCH_PP = 0.5
+# Curve x axes: the metrics.json key holding the labeled share of the pool.
+CURVE_AXES = {"items": "labeled_fraction", "pixels": "labeled_pixel_fraction"}
 
 
 def evaluation_record(confusion, class_names):
@@ -33,8 +36,9 @@ def evaluation_record(confusion, class_names):
     }
 
 
-def collect_curves(experiment_dir):
+def collect_curves(experiment_dir, axis="items"):
     """{method: {seed: [(cycle, budget %, mIoU %), ...] by cycle}} from every metrics.json found."""
+    key = CURVE_AXES[axis]
     root = Path(experiment_dir)
     if not root.is_dir():
         raise UserError(f"{root}: experiment directory does not exist")
@@ -50,9 +54,9 @@ def collect_curves(experiment_dir):
                 metrics_file = cycle_dir / "metrics.json"
                 if cycle and metrics_file.exists():
                     metrics = read_json(metrics_file, "metrics file")
-                    if "labeled_fraction" not in metrics or "miou" not in metrics:
-                        raise UserError(f"{metrics_file}: not a checkpoint evaluation (no labeled_fraction or miou)")
-                    points.append((int(cycle[1]), 100 * metrics["labeled_fraction"], 100 * metrics["miou"]))
+                    if metrics.get(key) is None or "miou" not in metrics:
+                        raise UserError(f"{metrics_file}: not a checkpoint evaluation with {key} and miou")
+                    points.append((int(cycle[1]), 100 * metrics[key], 100 * metrics["miou"]))
             if points:
                 curves.setdefault(method_dir.name, {})[int(seed[1])] = sorted(points)
     if not curves:

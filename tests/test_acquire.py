@@ -48,13 +48,24 @@ def test_cycle_seed_differs_between_cycles():
 
 @pytest.mark.parametrize(("text", "pool", "items"), [("10%", 120, 12), ("10%", 2975, 298), ("2.5%", 100, 3), ("7", 10, 7)])
 def test_parse_budget(text, pool, items):
-    assert parse_budget(text, pool) == items
+    assert parse_budget(text, pool, None, None) == items
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "0%", "ten", "5%%", "0.1%"])
+@pytest.mark.parametrize(("text", "items"), [("2.5%px", 40), ("1%px", 16), ("0.07%px", 1), ("5", 5)])
+def test_pixel_budgets_count_items_of_the_mean_candidate_size(text, items):
+    """A pool of 100 images of 360x480 in 90x120 patches: 2.5 % of its pixels are 40 of its 1600 patches."""
+    assert parse_budget(text, None, 100 * 360 * 480, 90 * 120) == items
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "0%", "ten", "5%%", "0.1%", "0%px", "x%px"])
 def test_bad_budgets(text):
     with pytest.raises(UserError, match="--budget"):
-        parse_budget(text, 100)
+        parse_budget(text, 100, 1000, 10)
+
+
+def test_share_budgets_need_an_item_count():
+    with pytest.raises(UserError, match="regions have no item count.*10%px"):
+        parse_budget("10%", None, 1000, 10)
 
 
 class ConstantImages(SegmentationDataset):
@@ -72,8 +83,8 @@ class ConstantImages(SegmentationDataset):
 class BrightnessModel(torch.nn.Module):
     """Confident on dark images, uniform on white ones: entropy grows with the image id.
 
-    Split like lib.models.DeepLabV3Plus (encode, decode with dropout, embed) so that
-    every method runs on it.
+    Split like lib.models.DeepLabV3Plus (encode, decode with dropout) so that every
+    method runs on it; its "ASPP output" is the image itself.
     """
 
     def __init__(self):
@@ -90,9 +101,6 @@ class BrightnessModel(torch.nn.Module):
 
     def forward(self, x):
         return self.decode(*self.encode(x), x.shape[-2:])
-
-    def embed(self, x):
-        return x.mean(dim=(2, 3))  # [B, 3]
 
 
 def context_for(dataset, labeled):

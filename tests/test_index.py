@@ -88,11 +88,3 @@ def test_unreadable_files(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="index file not found"):
         load_index(tmp_path / "nope.json")
-
-
-@pytest.mark.parametrize(
-    ("unit", "labeled", "expected"),
-    [(Unit(), ["a", "b"], 0.5), (Unit("patch", (2, 2)), ["a#r0c0", "a#r1c1", "c#r0c1"], 3 / 16)],
-)
-def test_labeled_fraction(unit, labeled, expected):
-    assert LabeledIndex("folder", "train", unit, 4, labeled).labeled_fraction() == pytest.approx(expected)

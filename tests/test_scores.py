@@ -13,8 +13,9 @@ from torch import nn
 from lib.acquire.reduce import REDUCTIONS
 from lib.acquire.scores import (
     dropout_active, entropy_map, js_divergence_map, pixel_entropy, pixel_flip_disagreement,
-    pixel_mutual_information, score_images,
+    embed_items, pixel_mutual_information, score_items,
 )
+from lib.units import Unit
 
 
 def entropy(p):
@@ -211,20 +212,54 @@ def test_dropout_active_samples_dropout_but_keeps_batchnorm_in_eval():
     assert not model.dropout.training  # restored on errors too
 
 
-# --- score_images -----------------------------------------------------------------------------
+# --- score_items and embed_items ------------------------------------------------------------
 
 
-def test_score_images_keeps_one_mean_score_per_id():
-    """Per-pixel model: the mean entropy of each image, computed directly, keyed by its id."""
+def _pixel_model_batches():
     torch.manual_seed(0)
-    model = nn.Conv2d(3, 4, kernel_size=1).train()  # score_images must switch to eval itself
+    model = nn.Conv2d(3, 4, kernel_size=1).train()  # scoring must switch to eval itself
     images = torch.rand(5, 3, 4, 6)  # [N, 3, H, W]
     ids = ["a", "b", "c", "d", "e"]
     batches = [(ids[:2], images[:2], None), (ids[2:4], images[2:4], None), (ids[4:], images[4:], None)]
-    scores = score_images(model, batches, pixel_entropy, REDUCTIONS["mean"], torch.device("cpu"), amp=False)
+    return model, images, ids, batches
+
+
+def test_score_items_keeps_one_mean_score_per_image():
+    """Per-pixel model: the mean entropy of each image, computed directly, keyed by its id."""
+    model, images, ids, batches = _pixel_model_batches()
+    scores = score_items(model, batches, pixel_entropy, REDUCTIONS["mean"], Unit().layout, torch.device("cpu"), False)
     assert list(scores) == ids
     assert not model.training
     with torch.no_grad():
         expected = entropy_map(model(images).softmax(dim=1)).mean(dim=(1, 2))  # [N]
     np.testing.assert_allclose([scores[i] for i in ids], expected.numpy(), rtol=1e-6)
     assert len(set(scores.values())) == len(ids)  # the images really differ
+
+
+@pytest.mark.parametrize("reduce", sorted(REDUCTIONS))
+def test_score_items_reduces_each_patch_over_its_own_pixels(reduce):
+    """A 2x3 grid on 4x6 images: every cell is a 2x2 block, scored from its pixels alone."""
+    model, images, ids, batches = _pixel_model_batches()
+    scores = score_items(model, batches, pixel_entropy, REDUCTIONS[reduce], Unit("patch", (2, 3)).layout,
+                         torch.device("cpu"), False)
+    assert len(scores) == 5 * 6
+    with torch.no_grad():
+        pixel = entropy_map(model(images).softmax(dim=1))  # [N, 4, 6]
+    for n, image_id in enumerate(ids):
+        for row in range(2):
+            for col in range(3):
+                block = pixel[n, 2 * row:2 * row + 2, 2 * col:2 * col + 2]
+                expected = {"mean": block.mean(), "sum": block.sum(), "max": block.max()}[reduce]
+                assert scores[f"{image_id}#r{row}c{col}"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_embed_items_averages_the_feature_map_over_each_item():
+    """Features at half resolution: a 2x2 grid cell of an 8x8 image covers a 2x2 block of the 4x4 map."""
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    half = lambda model, x: torch.nn.functional.avg_pool2d(x, 2)  # noqa: E731  [B, 3, 4, 4]
+    ids, features = embed_items(nn.Identity(), half, [(["p", "q"], images, None)], Unit("patch", (2, 2)).layout,
+                                torch.device("cpu"), False)
+    assert ids == [f"{i}#r{r}c{c}" for i in "pq" for r in range(2) for c in range(2)]
+    expected = torch.stack([images[n, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4].mean(dim=(1, 2))
+                            for n in range(2) for r in range(2) for c in range(2)])  # [8, 3]
+    torch.testing.assert_close(features, expected)

@@ -1,19 +1,20 @@
 """Acquisition methods: the registry select.py exposes as --method choices.
 
-A method is one function `select(context, k, seed) -> Selection` behind a name, and
-what it reads (`Method.needs`):
+A method is one function `select(context, k, seed) -> Selection` behind a name,
+what it reads (`Method.needs`) and the units it can pick (`Method.units`):
 
     None        nothing but the ids (random)
     "frames"    the dataset's sequence and frame numbers (uniform)
     "pixels"    per-pixel scores from the model's predictions (entropy, equal, bald),
-                reduced to one score per image and ranked
-    "features"  one feature vector per image, from the model or from --features
+                reduced to one score per item (image, patch or region) and ranked
+    "features"  one feature vector per item, from the model or from --features
                 (coreset, kmeanspp)
     "scores"    one score per item from --scores (topk)
 
-Score-based methods are a pixel score (lib.acquire.scores), a reduction
-(lib.acquire.reduce) and a ranking (lib.acquire.rank). Methods never train, never
-write files and hold no state.
+Score-based methods are a pixel score (lib.acquire.scores), a reduction over the
+item's pixels (lib.acquire.reduce) and a ranking (lib.acquire.rank) that respects
+the unit's rules (regions never overlap). Methods never train, never write files
+and hold no state.
 """
 import functools
 from dataclasses import dataclass
@@ -23,13 +24,16 @@ import torch
 
 from lib.acquire.kcenter import k_center_greedy
 from lib.acquire.kmeanspp import kmeans_pp_seeding
-from lib.acquire.rank import random_subset, top_k
+from lib.acquire.rank import NO_RULES, SelectionRules, random_subset, top_k
 from lib.acquire.reduce import REDUCTIONS
 from lib.acquire.scores import (
-    embed_images, pixel_entropy, pixel_flip_disagreement, pixel_mutual_information, score_images,
+    aspp_features, embed_items, pixel_entropy, pixel_flip_disagreement, pixel_mutual_information, score_items,
 )
 from lib.acquire.temporal import evenly_spaced, require_frames
 from lib.engine import iterate_batches
+from lib.units import Unit
+
+ALL_UNITS = ("image", "patch", "region")
 
 
 @dataclass
@@ -38,7 +42,11 @@ class SelectionContext:
 
     dataset: object  # lib.data.SegmentationDataset
     candidates: list  # unlabeled item ids that may be picked, in canonical order
-    labeled: list
+    labeled: list  # labeled item ids
+    unit: Unit = Unit("image")
+    region_stride: int | None = None  # where region windows start (default: the region side)
+    rules: SelectionRules = NO_RULES
+    reduce: str = "mean"  # how pixel scores become one score per item (lib.acquire.reduce)
     model: object = None  # None for methods that need no model
     device: object = torch.device("cpu")
     amp: bool = False
@@ -49,16 +57,41 @@ class SelectionContext:
     features: object = None  # [len(labeled) + len(candidates), d] from --features, labeled rows first
     scores: dict | None = None  # {candidate id: score} from --scores
 
-    def batches(self, ids):
+    def layout(self, height, width):
+        """The items of a [height, width] image: [(id suffix, Box)]."""
+        return self.unit.layout(height, width, self.region_stride)
+
+    def images_of(self, item_ids):
+        """The images holding the items, each once, in the pool's canonical order."""
+        wanted = {self.unit.image_of(item_id) for item_id in item_ids}
+        return [image_id for image_id in self.dataset.ids if image_id in wanted]
+
+    def batches(self, image_ids):
         return iterate_batches(
-            self.dataset, ids, self.preprocess["mean"], self.preprocess["std"], self.batch_size, self.workers
+            self.dataset, image_ids, self.preprocess["mean"], self.preprocess["std"], self.batch_size, self.workers
         )
 
+    def candidate_scores(self, pixel_score):
+        """{candidate id: the reduced pixel score of its item}."""
+        scores = score_items(
+            self.model, self.batches(self.images_of(self.candidates)), pixel_score, REDUCTIONS[self.reduce],
+            self.layout, self.device, self.amp,
+        )
+        return {item_id: scores[item_id] for item_id in self.candidates}
+
+    def item_features(self, feature_map, item_ids):
+        """[len(item_ids), d] float32: `feature_map(model, images)` averaged over each item."""
+        ids, features = embed_items(
+            self.model, feature_map, self.batches(self.images_of(item_ids)), self.layout, self.device, self.amp
+        )
+        row = {item_id: i for i, item_id in enumerate(ids)}
+        return features[[row[item_id] for item_id in item_ids]]
+
     def pool_features(self):
-        """[len(labeled) + len(candidates), d] float32, labeled rows first: precomputed or embedded now."""
+        """[len(labeled) + len(candidates), d] float32, labeled rows first: precomputed or the pooled ASPP output."""
         if self.features is not None:
             return self.features
-        return embed_images(self.model, self.batches(self.labeled + self.candidates), self.device, self.amp)
+        return self.item_features(aspp_features, self.labeled + self.candidates)
 
 
 @dataclass
@@ -73,6 +106,7 @@ class Method:
     summary: str
     needs: str | None = None  # see the module docstring
     needs_mc_dropout: bool = False
+    units: tuple = ALL_UNITS  # the units of annotation it can pick
 
 
 def cycle_seed(seed, cycle):
@@ -81,7 +115,7 @@ def cycle_seed(seed, cycle):
 
 
 def select_random(context, k, seed):
-    return Selection(random_subset(context.candidates, k, seed), None)
+    return Selection(random_subset(context.candidates, k, seed, context.rules), None)
 
 
 def select_uniform(context, k, seed):
@@ -91,12 +125,9 @@ def select_uniform(context, k, seed):
 
 
 def _select_top_scores(pixel_score, context, k, seed):
-    """Score every candidate by its mean pixel score and take the k highest."""
-    scores = score_images(
-        context.model, context.batches(context.candidates), pixel_score, REDUCTIONS["mean"],
-        context.device, context.amp,
-    )
-    return Selection(top_k(scores, k), scores)
+    """Score every candidate by its reduced pixel score and take the k highest."""
+    scores = context.candidate_scores(pixel_score)
+    return Selection(top_k(scores, k, context.rules), scores)
 
 
 def select_bald(context, k, seed):
@@ -116,29 +147,31 @@ def _select_diverse(pick, context, k, seed):
 
 
 def select_topk(context, k, seed):
-    return Selection(top_k(context.scores, k), context.scores)
+    return Selection(top_k(context.scores, k, context.rules), context.scores)
 
 
 METHODS = {
     "random": Method(select_random, "uniform random images"),
-    "uniform": Method(select_uniform, "every n-th frame of the sequences (no model)", needs="frames"),
-    "entropy": Method(functools.partial(_select_top_scores, pixel_entropy), "mean pixel entropy", needs="pixels"),
+    "uniform": Method(select_uniform, "every n-th frame of the sequences (no model)", needs="frames",
+                      units=("image",)),
+    "entropy": Method(functools.partial(_select_top_scores, pixel_entropy), "pixel entropy", needs="pixels"),
     "equal": Method(
         functools.partial(_select_top_scores, pixel_flip_disagreement),
-        "EqualAL: mean Jensen-Shannon divergence between the prediction and its flipped-back mirror",
+        "EqualAL: Jensen-Shannon divergence between the prediction and its flipped-back mirror",
         needs="pixels",
     ),
     "bald": Method(
-        select_bald, "mean pixel mutual information under MC dropout (train with --mc-dropout)",
+        select_bald, "pixel mutual information under MC dropout (train with --mc-dropout)",
         needs="pixels", needs_mc_dropout=True,
     ),
     "coreset": Method(
         functools.partial(_select_diverse, k_center_greedy),
-        "k-center greedy on pooled ASPP features (or --features)", needs="features",
+        "k-center greedy on pooled ASPP features (or --features)", needs="features", units=("image", "patch"),
     ),
     "kmeanspp": Method(
         functools.partial(_select_diverse, kmeans_pp_seeding),
         "K-Means++ seeding (D^2 sampling) on pooled ASPP features (or --features)", needs="features",
+        units=("image", "patch"),
     ),
     "topk": Method(select_topk, "the k highest of precomputed --scores", needs="scores"),
 }

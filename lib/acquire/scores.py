@@ -77,25 +77,50 @@ def dropout_active(model):
             m.eval()
 
 
+def aspp_features(model, images):
+    """Coreset's feature map: the ASPP output [B, 256, H/os, W/os]."""
+    return model.encode(images)[1]
+
+
+def _per_item(maps, boxes, reduce):
+    """[B, (C,) H, W] maps -> [B, len(boxes), ...]: `reduce` over the pixels of every box."""
+    return torch.stack([reduce(maps[..., box.top:box.bottom, box.left:box.right]) for box in boxes], dim=1)
+
+
 @torch.no_grad()
-def score_images(model, batches, pixel_score, reduce, device, amp):
-    """Stream the pool through the model and keep one float per image: {id: score}."""
+def score_items(model, batches, pixel_score, reduce, layout, device, amp):
+    """Stream images through the model and keep one float per item: {item id: score}.
+
+    `layout(height, width) -> [(id suffix, Box)]` lists the items of an image
+    (lib.units.Unit.layout); a whole image is one item with an empty suffix.
+    """
     model.eval()
     scores = {}
-    for batch_ids, images, _ in batches:
+    for image_ids, images, _ in batches:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             pixel = pixel_score(model, images.to(device, non_blocking=True))  # [B, H, W]
-        per_image = reduce(pixel.float())  # [B]
-        scores.update(zip(batch_ids, per_image.tolist()))
+        items = layout(*pixel.shape[-2:])
+        per_item = _per_item(pixel.float(), [box for _, box in items], reduce)  # [B, n_items]
+        for image_id, row in zip(image_ids, per_item.tolist()):
+            scores.update((image_id + suffix, score) for (suffix, _), score in zip(items, row))
     return scores
 
 
 @torch.no_grad()
-def embed_images(model, batches, device, amp):
-    """Stream images through `model.embed`: features [N, d] float32 on the CPU, in the batches' order."""
+def embed_items(model, feature_map, batches, layout, device, amp):
+    """One feature per item: `feature_map(model, images)` [B, d, h, w] averaged over each item's box.
+
+    Returns (item ids, features [N, d] float32 on the CPU) in the batches' order. The
+    feature map is coarser than the image; a box is mapped to the cells that cover it.
+    """
     model.eval()
-    features = []
-    for _, images, _ in batches:
+    ids, features = [], []
+    for image_ids, images, _ in batches:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            features.append(model.embed(images.to(device, non_blocking=True)).float().cpu())  # [B, d]
-    return torch.cat(features)
+            maps = feature_map(model, images.to(device, non_blocking=True)).float()  # [B, d, h, w]
+        height, width = images.shape[-2:]
+        items = layout(height, width)
+        boxes = [box.scaled(height, width, *maps.shape[-2:]) for _, box in items]
+        features.append(_per_item(maps, boxes, lambda window: window.mean(dim=(-2, -1))).flatten(0, 1).cpu())
+        ids.extend(image_id + suffix for image_id in image_ids for suffix, _ in items)
+    return ids, torch.cat(features)

@@ -48,6 +48,16 @@ class SegmentationDataset:
     def image_path(self, image_id):
         return self._image_paths[image_id]
 
+    def image_size(self, image_id):
+        """(height, width) from the file's header, without decoding the pixels."""
+        path = self._image_paths[image_id]
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
+        return height, width
+
     def has_mask(self, image_id):
         return image_id in self._mask_paths
 

@@ -12,8 +12,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def random_crop_flip(image, mask, crop, rng):
-    """Crop [crop_h, crop_w] at a random place and flip horizontally with p = 0.5.
+def random_crop_flip(image, mask, crop, rng, flip=True):
+    """Crop [crop_h, crop_w] at a random place and, with `flip`, flip horizontally with p = 0.5.
 
     Images smaller than the crop are padded: with 0 in the image and IGNORE_INDEX in
     the mask, so padding never counts as a class.
@@ -29,7 +29,7 @@ def random_crop_flip(image, mask, crop, rng):
     left = rng.randint(0, width - crop_w)
     image = image[top : top + crop_h, left : left + crop_w]
     mask = mask[top : top + crop_h, left : left + crop_w]
-    if rng.random() < 0.5:
+    if flip and rng.random() < 0.5:
         image, mask = image[:, ::-1], mask[:, ::-1]
     return image, mask
 
