@@ -28,10 +28,12 @@ if __name__ == "select":
 else:
     import argparse
 
+    import hashlib
     from fractions import Fraction
 
     from lib.acquire import METHODS, SelectionContext, cycle_seed
     from lib.acquire.budget import parse_budget
+    from lib.acquire.meal import cached_pool_umap, fit_pool_umap
     from lib.acquire.precomputed import load_features, load_scores
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
@@ -41,9 +43,9 @@ else:
     from lib.data import DATASETS, open_dataset
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
-    from lib.fileio import write_json
+    from lib.fileio import sha256_of, write_json
     from lib.index import LabeledIndex, load_index, save_index
-    from lib.models import has_mc_dropout
+    from lib.models import build_model, has_mc_dropout, load_pretrained_backbone, resolve_pretrained
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
@@ -92,7 +94,16 @@ def get_args_parser():
     units.add_argument("--regions-per-image", type=positive_int, default=4,
                        help="--region-ranking per-image: at most this many regions of one image per cycle")
     units.add_argument("--reduce", default="mean", choices=sorted(REDUCTIONS),
-                       help="how the pixel scores of an item become its score (entropy, equal, bald)")
+                       help="how the pixel scores of an item become its score (entropy, equal, bald, meal)")
+    meal = parser.add_argument_group("MEAL (meal, meal-ft)")
+    meal.add_argument("--informative", type=positive_int, default=200,
+                      help="the most uncertain candidates that K-Means++ chooses the budget from")
+    meal.add_argument("--umap-cache", default=None,
+                      help="meal: file keeping the UMAP map of the pool, fitted by the first cycle and reused "
+                           "by the later ones (one per experiment and seed); without it the map is refitted every cycle")
+    meal.add_argument("--pretrained", default=None,
+                      help="meal: the ImageNet backbone weights the map is fitted with (a torchvision state-dict "
+                           "file, or 'imagenet' for the torch hub cache); needed until --umap-cache holds a map")
     return parser
 
 
@@ -185,6 +196,9 @@ def check_inputs(args, method):
         raise UserError(f"--features: --method {args.method} does not use features (coreset and kmeanspp do)")
     if args.scores and method.needs != "scores":
         raise UserError(f"--scores: --method {args.method} does not rank precomputed scores (topk does)")
+    for flag, value in (("--umap-cache", args.umap_cache), ("--pretrained", args.pretrained)):
+        if value and not method.needs_pool_umap:
+            raise UserError(f"{flag}: --method {args.method} does not use the UMAP map of the pool (meal does)")
     if method.needs == "scores" and not args.scores:
         raise UserError(f"--method {args.method} ranks precomputed scores: give --scores FILE")
     if method.needs == "pixels" and not args.checkpoint:
@@ -205,6 +219,33 @@ def load_model(args, method, dataset, context):
     if method.needs_mc_dropout and not has_mc_dropout(context.model):
         raise UserError(f"{args.checkpoint}: --method {args.method} samples dropout, but this model has none "
                         f"(train it with train.py --mc-dropout)")
+    return checkpoint
+
+
+def pool_digest(image_ids):
+    return hashlib.sha256("\n".join(image_ids).encode()).hexdigest()
+
+
+def pool_umap(args, dataset, index, context, model_args):
+    """MEAL's map of the whole pool: from --umap-cache, or fitted now on the --pretrained backbone."""
+    key = {
+        "dataset": args.dataset, "split": args.split, "pool": pool_digest(dataset.ids), "unit": index.unit.to_json(),
+        "arch": model_args["arch"], "output_stride": model_args["output_stride"], "seed": args.seed,
+    }
+    if args.pretrained:
+        key["pretrained"] = sha256_of(resolve_pretrained(args.pretrained, model_args["arch"]))
+
+    def fit():
+        if not args.pretrained:
+            raise UserError(f"--method {args.method} fits its UMAP map on ImageNet backbone features of the whole "
+                            f"pool: give --pretrained (and --umap-cache to keep the map for later cycles)")
+        backbone = build_model({**model_args, "mc_dropout": False})
+        load_pretrained_backbone(backbone, args.pretrained, model_args["arch"])
+        print(f"fitting the UMAP map of {len(dataset.ids)} images' {index.unit.describe()} items")
+        return fit_pool_umap(backbone.to(context.device), context.batches(dataset.ids), context.layout, args.seed,
+                             context.device, context.amp)
+
+    return cached_pool_umap(args.umap_cache, key, fit, context.device)
 
 
 def main(argv=None):
@@ -218,6 +259,9 @@ def main(argv=None):
     check_unit(args, method, index.unit)
     candidates, rules = pool_candidates(args, dataset, index)
     k = budget_items(args, dataset, index, candidates)
+    if method.picks_among_informative and k > args.informative:
+        raise UserError(f"--budget {args.budget}: {k} items asked but --method {args.method} chooses among the "
+                        f"--informative {args.informative} most uncertain")
     if k > rules.capacity(candidates):
         left = "unlabeled items pass --prefilter" if args.prefilter else "are unlabeled"
         if rules.per_image is not None:
@@ -228,10 +272,12 @@ def main(argv=None):
     context = SelectionContext(
         dataset, candidates, index.labeled, index.unit, args.region_stride, rules, args.reduce,
         device=device, amp=args.amp and device.type == "cuda", batch_size=args.batch_size, workers=args.workers,
-        mc_samples=args.mc_samples,
+        mc_samples=args.mc_samples, informative=args.informative,
     )
     if uses_model(args, method):
-        load_model(args, method, dataset, context)
+        checkpoint = load_model(args, method, dataset, context)
+        if method.needs_pool_umap:
+            context.pool_umap = pool_umap(args, dataset, index, context, checkpoint["model_args"])
     if args.features:
         context.features = load_features(args.features, pool_items(dataset, index, candidates),
                                          index.labeled + candidates)

@@ -23,7 +23,7 @@ from lib.cli import check_output_folders, non_negative_int, positive_int, script
 from lib.data import DATASETS, open_dataset
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
-    LabeledCrops, epoch_loader, expected_total_steps, poly_lr_lambda, resolve_device, steps_per_epoch,
+    LR_SCHEDULES, LabeledCrops, epoch_loader, expected_total_steps, resolve_device, steps_per_epoch,
     train_one_epoch,
 )
 from lib.errors import UserError, run_cli
@@ -60,7 +60,9 @@ def get_args_parser():
     optim.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                        help="random horizontal flips (--no-flip with a full-image --crop: no augmentation, as in MEAL)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
-    optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate, decayed by the poly schedule")
+    optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    optim.add_argument("--lr-schedule", default="poly", choices=sorted(LR_SCHEDULES),
+                       help="poly: lr * (1 - step/total)^0.9 (DeepLab); constant: no schedule (MEAL)")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     optim.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
     run = parser.add_argument_group("run")
@@ -147,7 +149,7 @@ def main(argv=None):
     model.to(device)
     optimizer = make_optimizer(args, model)
     total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lr_lambda(total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LR_SCHEDULES[args.lr_schedule](total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
     index_sha256 = sha256_of(args.index)

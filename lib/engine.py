@@ -30,6 +30,14 @@ def poly_lr_lambda(total_steps, power=0.9):
     return lambda step: (1 - min(step, total_steps) / total_steps) ** power
 
 
+def constant_lr_lambda(total_steps):
+    return lambda step: 1.0
+
+
+# Learning-rate factor per step, given the total number of steps (LambdaLR's lambdas).
+LR_SCHEDULES = {"poly": poly_lr_lambda, "constant": constant_lr_lambda}
+
+
 class LabeledCrops(Dataset):
     """Randomly cropped (and flipped) labeled images; set `epoch` before each epoch.
 

@@ -104,6 +104,14 @@ class Unit:
             return None
         return self.grid[0] * self.grid[1] if self.type == "patch" else 1
 
+    def tile_suffixes(self):
+        """Id suffixes of the items that tile every image, whatever its size (image and patch units)."""
+        if self.type == "region":
+            raise ValueError("regions do not tile images into a fixed set of items")
+        if self.type == "image":
+            return [""]
+        return [f"#r{r}c{c}" for r in range(self.grid[0]) for c in range(self.grid[1])]
+
     def image_of(self, item_id):
         """The image id an item belongs to; ValueError when the id does not fit this unit."""
         if self.type == "image":
@@ -141,8 +149,7 @@ class Unit:
         if self.type == "image":
             return [("", Box(0, 0, height, width))]
         if self.type == "patch":
-            rows, cols = self.grid
-            return [(f"#r{r}c{c}", self.box(f"#r{r}c{c}", height, width)) for r in range(rows) for c in range(cols)]
+            return [(suffix, self.box(suffix, height, width)) for suffix in self.tile_suffixes()]
         stride = stride or self.size
         return [
             (f"#y{top}x{left}", Box(top, left, top + self.size, left + self.size))
@@ -202,8 +209,7 @@ def candidate_items(unit, image_ids, labeled, image_size, stride=None):
     """
     labeled_set = set(labeled)
     if unit.type != "region":
-        suffixes = [suffix for suffix, _ in unit.layout(*(unit.grid or (1, 1)))]
-        ids = [image_id + suffix for image_id in image_ids for suffix in suffixes]
+        ids = [image_id + suffix for image_id in image_ids for suffix in unit.tile_suffixes()]
         return [item_id for item_id in ids if item_id not in labeled_set], None
     labeled_by_image = items_by_image(unit, labeled)
     boxes = {}

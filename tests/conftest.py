@@ -3,6 +3,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The scripts live at the repository root and import `lib` from there; tests do the same.
@@ -28,6 +30,15 @@ def synthetic_pool(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     write_synthetic_pool(root, sequences=6, frames_per_sequence=2, val_images=4, height=32, width=48, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def mobilenet_file(tmp_path_factory):
+    """A torchvision mobilenet_v2 classification state dict on disk, like the ImageNet file."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    return path
 
 
 def fail(script, argv, capsys):

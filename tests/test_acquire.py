@@ -6,6 +6,8 @@ import torch
 
 from lib.acquire import METHODS, SelectionContext, cycle_seed
 from lib.acquire.budget import parse_budget
+from lib.acquire.meal import backbone_features
+from lib.acquire.umap import UMAP
 from lib.acquire.rank import random_subset, top_k
 from lib.acquire.reduce import REDUCTIONS
 from lib.acquire.scores import entropy_map
@@ -102,22 +104,30 @@ class BrightnessModel(torch.nn.Module):
     def forward(self, x):
         return self.decode(*self.encode(x), x.shape[-2:])
 
+    def backbone(self, x):  # (low, high) like the real backbones; MEAL reads `high`
+        return x, x
 
-def context_for(dataset, labeled):
+
+def context_for(dataset, labeled, pool_umap=False):
     candidates = [i for i in dataset.ids if i not in labeled]
-    return SelectionContext(
+    context = SelectionContext(
         dataset, candidates, labeled, model=BrightnessModel(), device=torch.device("cpu"),
-        preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]}, batch_size=3, mc_samples=4,
+        preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]}, batch_size=3, mc_samples=4, informative=8,
         scores={image_id: float(int(image_id[3:]) % 5) for image_id in candidates},
     )
+    if pool_umap:
+        context.pool_umap = UMAP(n_neighbors=4, seed=0)
+        context.pool_umap.fit(context.item_features(backbone_features, dataset.ids))
+    return context
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_selects_exactly_k_new_items_deterministically(name):
     dataset = ConstantImages(12)
     labeled = ["img00", "img05"]
-    first = METHODS[name].select(context_for(dataset, labeled), 4, seed=7)
-    again = METHODS[name].select(context_for(dataset, labeled), 4, seed=7)
+    method = METHODS[name]
+    first = method.select(context_for(dataset, labeled, method.needs_pool_umap), 4, seed=7)
+    again = method.select(context_for(dataset, labeled, method.needs_pool_umap), 4, seed=7)
     assert len(first.ids) == 4 == len(set(first.ids))
     assert not set(first.ids) & set(labeled)
     assert first.ids == again.ids and first.scores == again.scores

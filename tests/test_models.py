@@ -27,15 +27,6 @@ def _model(arch, output_stride):
     return build_model(model_args).eval()
 
 
-@pytest.fixture(scope="module")
-def mobilenet_file(tmp_path_factory):
-    """A torchvision mobilenet_v2 classification state dict on disk, like the ImageNet file."""
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2.pth"
-    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch):
     """Any attempt to fetch weights from the internet fails the test."""

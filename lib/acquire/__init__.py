@@ -24,6 +24,7 @@ import torch
 
 from lib.acquire.kcenter import k_center_greedy
 from lib.acquire.kmeanspp import kmeans_pp_seeding
+from lib.acquire.meal import project_on_own_map, project_on_pool_map
 from lib.acquire.rank import NO_RULES, SelectionRules, random_subset, top_k
 from lib.acquire.reduce import REDUCTIONS
 from lib.acquire.scores import (
@@ -31,6 +32,7 @@ from lib.acquire.scores import (
 )
 from lib.acquire.temporal import evenly_spaced, require_frames
 from lib.engine import iterate_batches
+from lib.errors import UserError
 from lib.units import Unit
 
 ALL_UNITS = ("image", "patch", "region")
@@ -56,6 +58,8 @@ class SelectionContext:
     mc_samples: int = 20  # BALD's stochastic decoder passes
     features: object = None  # [len(labeled) + len(candidates), d] from --features, labeled rows first
     scores: dict | None = None  # {candidate id: score} from --scores
+    informative: int = 200  # MEAL: the most uncertain candidates its K-Means++ chooses from
+    pool_umap: object = None  # MEAL: the experiment's UMAP map (lib.acquire.meal)
 
     def layout(self, height, width):
         """The items of a [height, width] image: [(id suffix, Box)]."""
@@ -106,6 +110,8 @@ class Method:
     summary: str
     needs: str | None = None  # see the module docstring
     needs_mc_dropout: bool = False
+    needs_pool_umap: bool = False  # MEAL's map of the whole pool, fitted once per experiment
+    picks_among_informative: bool = False  # MEAL: the budget comes out of the --informative candidates
     units: tuple = ALL_UNITS  # the units of annotation it can pick
 
 
@@ -116,6 +122,22 @@ def cycle_seed(seed, cycle):
 
 def select_random(context, k, seed):
     return Selection(random_subset(context.candidates, k, seed, context.rules), None)
+
+
+def select_random_images(context, k, seed):
+    """Random whole images, every item of each: MEAL's initial set is 2 images x 16 patches."""
+    per_image = context.unit.items_per_image
+    if k % per_image:
+        raise UserError(f"--method random-images takes whole images: the budget ({k}) must be a multiple of "
+                        f"the {per_image} items of an image")
+    candidates = set(context.candidates)
+    suffixes = context.unit.tile_suffixes()
+    whole = [image_id for image_id in context.images_of(context.candidates)
+             if all(image_id + suffix in candidates for suffix in suffixes)]
+    if k // per_image > len(whole):
+        raise UserError(f"--method random-images: {k // per_image} whole images asked, {len(whole)} are unlabeled")
+    images = random_subset(whole, k // per_image, seed)
+    return Selection([image_id + suffix for image_id in images for suffix in suffixes], None)
 
 
 def select_uniform(context, k, seed):
@@ -146,12 +168,25 @@ def _select_diverse(pick, context, k, seed):
     return Selection([context.candidates[i - labeled] for i in picks], None)
 
 
+def _select_meal(project, context, k, seed):
+    """MEAL (lib.acquire.meal): the informative candidates, projected to 2-D, made diverse by K-Means++."""
+    scores = context.candidate_scores(pixel_entropy)
+    informative = top_k(scores, context.informative)
+    points = project(context, informative, seed)  # [N_I, 2]
+    picks = kmeans_pp_seeding(points, k, centers=(), seed=seed, device=context.device)
+    return Selection([informative[i] for i in picks], scores)
+
+
 def select_topk(context, k, seed):
     return Selection(top_k(context.scores, k, context.rules), context.scores)
 
 
 METHODS = {
     "random": Method(select_random, "uniform random images"),
+    "random-images": Method(
+        select_random_images, "uniform random whole images, all their patches (MEAL's initial set)",
+        units=("image", "patch"),
+    ),
     "uniform": Method(select_uniform, "every n-th frame of the sequences (no model)", needs="frames",
                       units=("image",)),
     "entropy": Method(functools.partial(_select_top_scores, pixel_entropy), "pixel entropy", needs="pixels"),
@@ -172,6 +207,17 @@ METHODS = {
         functools.partial(_select_diverse, kmeans_pp_seeding),
         "K-Means++ seeding (D^2 sampling) on pooled ASPP features (or --features)", needs="features",
         units=("image", "patch"),
+    ),
+    "meal": Method(
+        functools.partial(_select_meal, project_on_pool_map),
+        "MEAL: K-Means++ on the UMAP map of the pool (fitted once, --umap-cache) among the --informative "
+        "highest-entropy items", needs="pixels", needs_pool_umap=True, picks_among_informative=True,
+        units=("image", "patch"),
+    ),
+    "meal-ft": Method(
+        functools.partial(_select_meal, project_on_own_map),
+        "MEAL-FT: as meal, with a UMAP map fitted on the informative items every cycle",
+        needs="pixels", picks_among_informative=True, units=("image", "patch"),
     ),
     "topk": Method(select_topk, "the k highest of precomputed --scores", needs="scores"),
 }

@@ -6,16 +6,20 @@
 #   SPLIT VAL_SPLIT     pool split and evaluation split       (train, val)
 #   METHODS SEEDS       acquisition methods and seeds          ("random entropy", "0 1 2")
 #   INITIAL STEP        initial random budget, budget per cycle (10%, 10%)
+#   INITIAL_METHOD      how the initial items are drawn (random; random-images for MEAL)
 #   CYCLES              acquisition cycles after the initial one (4)
 #   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
+#   UNIT_ARGS           unit of annotation for select.py (e.g. --unit patch --grid 4x4)
+#   PRETRAINED          ImageNet backbone weights, for MEAL's map of the pool
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
 #
 # Layout: OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}. The
 # initial cycle is the same random draw for every method of a seed, so it is
 # trained once under OUT/_initial/seed<k> and hard-linked into each method; methods
 # whose models need other training flags (bald: --mc-dropout) share their own
-# initial model in a subfolder named after the flags. Every step is skipped when
-# its output exists: running the script again resumes it.
+# initial model in a subfolder named after the flags. MEAL's UMAP map of the pool
+# is fitted once per seed in OUT/_umap. Every step is skipped when its output
+# exists: running the script again resumes it.
 
 run_step() {  # run_step OUTPUT SCRIPT ARGS...: run a script unless OUTPUT exists
     local output=$1 script=$2
@@ -45,6 +49,12 @@ method_train_args() {  # method_train_args METHOD: the train.py flags a method n
     esac
 }
 
+method_select_args() {  # method_select_args METHOD SEED: the select.py flags a method needs
+    case $1 in
+        meal) echo "--umap-cache $OUT/_umap/seed$2.pt${PRETRAINED:+ --pretrained $PRETRAINED}" ;;
+    esac
+}
+
 train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED [TRAIN FLAGS...]
     local dir=$1 seed=$2
     shift 2
@@ -61,15 +71,16 @@ run_experiment() {
     : "${DATASET:?set DATASET}" "${DATA_ROOT:?set DATA_ROOT}" "${OUT:?set OUT}"
     SPLIT=${SPLIT:-train} VAL_SPLIT=${VAL_SPLIT:-val}
     METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
-    INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4}
-    TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
-    mkdir -p "$OUT"
+    INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
+    UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
+    mkdir -p "$OUT/_umap"
     local seed method cycle dir previous initial variant extra
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
+        # shellcheck disable=SC2086
         run_step "$initial/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
-            --method random --budget "$INITIAL" --seed "$seed" --out "$initial/index.json"
+            --method "$INITIAL_METHOD" --budget "$INITIAL" --seed "$seed" --out "$initial/index.json" $UNIT_ARGS
         for method in $METHODS; do
             extra=$(method_train_args "$method")
             variant=$initial${extra:+/${extra//-/}}  # --mc-dropout -> _initial/seed<k>/mcdropout
@@ -85,7 +96,7 @@ run_experiment() {
                 run_step "$dir/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
                     --method "$method" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
                     --budget "$STEP" --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
-                    ${DEVICE:+--device "$DEVICE"} $SELECT_ARGS
+                    ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS $(method_select_args "$method" "$seed")
                 # shellcheck disable=SC2086
                 train_and_evaluate "$dir" "$seed" $extra
             done

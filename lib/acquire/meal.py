@@ -1,0 +1,73 @@
+"""MEAL: informative patches, made diverse by K-Means++ on a 2-D UMAP map of their features.
+
+Sreenivasaiah, Otterbach & Wollmann, "MEAL: Manifold Embedding-based Active Learning",
+ICCV Workshops 2021. Every cycle:
+
+1. the `informative` candidates of highest entropy (reduced over each patch);
+2. their features: the backbone's last stage averaged over the patch;
+3. projected to 2-D by a UMAP map;
+4. K-Means++ seeding on the 2-D points: the k seeds are the selection.
+
+`meal` projects with one map per experiment, fitted on the features of every patch
+of the pool under the ImageNet-pretrained backbone (the paper's step 0), so the
+global shape of the pool shapes every cycle; select.py fits it on the first cycle
+and keeps it in a cache file. `meal-ft` fits a map on the informative patches
+alone, every cycle (the paper's ablation between MEAL and entropy).
+"""
+import torch
+
+from lib.acquire.scores import embed_items
+from lib.acquire.umap import UMAP
+from lib.errors import UserError
+from lib.fileio import atomic_write
+
+
+def backbone_features(model, images):
+    """MEAL's feature map: the backbone's last stage [B, C_high, H/os, W/os] (320 channels for MobileNetV2)."""
+    return model.backbone(images)[1]
+
+
+def project_on_pool_map(context, item_ids, seed):
+    """meal: the items' features placed on the experiment's map (step 0) -> [N, 2]."""
+    return context.pool_umap.transform(context.item_features(backbone_features, item_ids))
+
+
+def project_on_own_map(context, item_ids, seed):
+    """meal-ft: a map fitted on the items' features alone -> [N, 2]."""
+    return UMAP(seed=seed, device=context.device).fit(context.item_features(backbone_features, item_ids))
+
+
+def fit_pool_umap(model, batches, layout, seed, device, amp):
+    """MEAL's step 0: a UMAP map fitted on the backbone features of every item in `batches`."""
+    _, features = embed_items(model, backbone_features, batches, layout, device, amp)  # [N_items, C_high]
+    pool_umap = UMAP(seed=seed, device=device)
+    pool_umap.fit(features)
+    return pool_umap
+
+
+def cached_pool_umap(path, key, fit, device):
+    """The map stored at `path` when it was fitted for `key`; otherwise `fit()`, stored there.
+
+    `key` says what the map was fitted on (pool, unit, backbone, seed). A stored map
+    for another key is an error rather than silently refitted: it belongs to another
+    experiment, and refitting would change the selections of every later cycle.
+    With `path` None the map is fitted and not kept.
+    """
+    if path is None:
+        return fit()
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        pool_umap = fit()
+        with atomic_write(path) as handle:
+            torch.save({"key": key, "umap": pool_umap.state_dict()}, handle)
+        return pool_umap
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise UserError(f"{path}: not a UMAP cache ({err.__class__.__name__}); delete it to fit again") from None
+    if not isinstance(stored, dict) or "key" not in stored or "umap" not in stored:
+        raise UserError(f"{path}: not a UMAP cache; delete it to fit again")
+    changed = sorted(name for name in key if stored["key"].get(name) != key[name])
+    if changed:
+        raise UserError(f"{path}: UMAP map was fitted for another {', '.join(changed)}; "
+                        f"use another --umap-cache or delete it to fit again")
+    return UMAP.from_state_dict(stored["umap"], device)
