@@ -17,11 +17,7 @@
 # MobileNetV2 weights: a torchvision state-dict file, or 'imagenet' for the torch
 # hub cache). Run it again after a kill and it resumes where it stopped.
 set -euo pipefail
-if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ] || [ -z "${DATA_ROOT:-}" ]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
-    [ -n "${DATA_ROOT:-}" ] || { echo "error: set DATA_ROOT" >&2; exit 2; }
-    exit 0
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 source "$REPO_ROOT/scripts/lib/al_loop.sh"
 

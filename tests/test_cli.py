@@ -84,6 +84,20 @@ def test_selection_is_byte_identical_for_the_same_seed(synthetic_pool, experimen
     assert (tmp_path / "again.json").read_bytes() == (out / "entropy/seed0/cycle1/index.json").read_bytes()
 
 
+PAPER_SCRIPTS = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.sh") if p.name not in ("demo.sh", "test.sh"))
+
+
+@pytest.mark.parametrize("script", PAPER_SCRIPTS)
+def test_paper_scripts_explain_themselves_without_data_root(script):
+    env = {k: v for k, v in os.environ.items() if k != "DATA_ROOT"}
+    path = str(REPO_ROOT / "scripts" / script)
+    missing = subprocess.run(["bash", path], env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr == "error: set DATA_ROOT\n"
+    assert "DATA_ROOT=" in missing.stdout and "Overridable" in missing.stdout
+    helped = subprocess.run(["bash", path, "--help"], env=env, capture_output=True, text=True)
+    assert helped.returncode == 0 and helped.stdout == missing.stdout
+
+
 def test_predictions_folder_is_scored_like_a_model(synthetic_pool, tmp_path):
     predictions = tmp_path / "predictions"
     shutil.copytree(synthetic_pool / "val" / "masks", predictions)

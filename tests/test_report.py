@@ -65,3 +65,18 @@ def test_empty_or_missing_experiment(tmp_path):
         collect_curves(tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         collect_curves(tmp_path / "nope")
+
+
+def test_curves_against_pixels_read_the_pixel_share(tmp_path):
+    """Patches of unequal size: the item and pixel shares of a cycle differ, and each axis reads its own."""
+    for cycle, (items, pixels) in enumerate([(0.1, 0.08), (0.2, 0.17)]):
+        folder = tmp_path / "entropy" / "seed0" / f"cycle{cycle}"
+        folder.mkdir(parents=True)
+        metrics = {"labeled_fraction": items, "labeled_pixel_fraction": pixels, "miou": 0.5}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert [p[1] for p in collect_curves(tmp_path, "items")["entropy"][0]] == pytest.approx([10, 20])
+    assert [p[1] for p in collect_curves(tmp_path, "pixels")["entropy"][0]] == pytest.approx([8, 17])
+    (tmp_path / "entropy" / "seed0" / "cycle1" / "metrics.json").write_text(
+        json.dumps({"labeled_fraction": 0.2, "labeled_pixel_fraction": None, "miou": 0.5}))
+    with pytest.raises(UserError, match="with labeled_pixel_fraction and miou"):
+        collect_curves(tmp_path, "pixels")
