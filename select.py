@@ -84,11 +84,11 @@ def get_args_parser():
     units.add_argument("--unit", default=None, choices=UNIT_TYPES,
                        help="what one selected item is (default: the index's unit; image for a new experiment)")
     units.add_argument("--grid", type=size_pair, default=None,
-                       help=f"--unit patch: cells per image as RxC (default when not given: {DEFAULT_GRID[0]}x{DEFAULT_GRID[1]})")
+                       help=f"--unit patch: cells per image as RxC (default: {DEFAULT_GRID[0]}x{DEFAULT_GRID[1]})")
     units.add_argument("--region-size", type=positive_int, default=None,
-                       help=f"--unit region: side of the square regions in pixels (default when not given: {DEFAULT_REGION_SIZE})")
+                       help=f"--unit region: side of the square regions in pixels (default: {DEFAULT_REGION_SIZE})")
     units.add_argument("--region-stride", type=positive_int, default=None,
-                       help="--unit region: pixels between window starts (default when not given: the region side)")
+                       help="--unit region: pixels between window starts (default: the region side)")
     units.add_argument("--region-ranking", default="global", choices=("global", "per-image"),
                        help="--unit region: best regions of the whole pool, or of every image (the published S4AL code)")
     units.add_argument("--regions-per-image", type=positive_int, default=4,

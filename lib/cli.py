@@ -45,7 +45,13 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after every flag; the docstring's example commands kept as written."""
+    """Defaults shown after every flag; the docstring's example commands kept as written.
+
+    A flag whose default is None ("not given") says in its own help what that means.
+    """
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def script_parser(description):
