@@ -28,12 +28,11 @@ if __name__ == "select":
 else:
     import argparse
 
-    import hashlib
     from fractions import Fraction
 
     from lib.acquire import METHODS, SelectionContext, cycle_seed
     from lib.acquire.budget import parse_budget
-    from lib.acquire.meal import cached_pool_umap, fit_pool_umap
+    from lib.acquire.meal import cached_pool_umap, fit_pool_umap, pool_map_key
     from lib.acquire.precomputed import load_features, load_scores
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
@@ -43,9 +42,9 @@ else:
     from lib.data import DATASETS, open_dataset
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
-    from lib.fileio import sha256_of, write_json
+    from lib.fileio import write_json
     from lib.index import LabeledIndex, load_index, save_index
-    from lib.models import build_model, has_mc_dropout, load_pretrained_backbone, resolve_pretrained
+    from lib.models import has_mc_dropout, resolve_pretrained
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
@@ -222,27 +221,17 @@ def load_model(args, method, dataset, context):
     return checkpoint
 
 
-def pool_digest(image_ids):
-    return hashlib.sha256("\n".join(image_ids).encode()).hexdigest()
-
-
 def pool_umap(args, dataset, index, context, model_args):
     """MEAL's map of the whole pool: from --umap-cache, or fitted now on the --pretrained backbone."""
-    key = {
-        "dataset": args.dataset, "split": args.split, "pool": pool_digest(dataset.ids), "unit": index.unit.to_json(),
-        "arch": model_args["arch"], "output_stride": model_args["output_stride"], "seed": args.seed,
-    }
-    if args.pretrained:
-        key["pretrained"] = sha256_of(resolve_pretrained(args.pretrained, model_args["arch"]))
+    pretrained = resolve_pretrained(args.pretrained, model_args["arch"]) if args.pretrained else None
+    key = pool_map_key(dataset, index.unit, model_args, args.seed, pretrained)
 
     def fit():
         if not args.pretrained:
             raise UserError(f"--method {args.method} fits its UMAP map on ImageNet backbone features of the whole "
                             f"pool: give --pretrained (and --umap-cache to keep the map for later cycles)")
-        backbone = build_model({**model_args, "mc_dropout": False})
-        load_pretrained_backbone(backbone, args.pretrained, model_args["arch"])
         print(f"fitting the UMAP map of {len(dataset.ids)} images' {index.unit.describe()} items")
-        return fit_pool_umap(backbone.to(context.device), context.batches(dataset.ids), context.layout, args.seed,
+        return fit_pool_umap(model_args, args.pretrained, context.batches(dataset.ids), context.layout, args.seed,
                              context.device, context.amp)
 
     return cached_pool_umap(args.umap_cache, key, fit, context.device)

@@ -27,7 +27,6 @@ alone:
 Backbones never download weights (`weights=None` always); pretrained ImageNet
 weights come from a local torchvision state dict through `load_pretrained_backbone`.
 """
-import os
 from pathlib import Path
 
 import torch

@@ -26,7 +26,7 @@ def test_patch_cells_partition_an_image_that_the_grid_does_not_divide():
 def test_regions_tile_and_reach_the_border_with_one_overlapping_window():
     unit = Unit("region", size=3)
     windows = [box for _, box in unit.layout(7, 10)]
-    assert {(b.top, b.left) for b in windows} == {(t, l) for t in (0, 3, 4) for l in (0, 3, 6, 7)}
+    assert {(b.top, b.left) for b in windows} == {(top, left) for top in (0, 3, 4) for left in (0, 3, 6, 7)}
     count = coverage(unit, 7, 10)
     assert count.min() == 1  # every pixel can be labeled
     # Only the windows flush with the border overlap: rows 4-5 and columns 7-8 are covered twice or more.

@@ -14,12 +14,15 @@ global shape of the pool shapes every cycle; select.py fits it on the first cycl
 and keeps it in a cache file. `meal-ft` fits a map on the informative patches
 alone, every cycle (the paper's ablation between MEAL and entropy).
 """
+import hashlib
+
 import torch
 
 from lib.acquire.scores import embed_items
 from lib.acquire.umap import UMAP
 from lib.errors import UserError
-from lib.fileio import atomic_write
+from lib.fileio import atomic_write, sha256_of
+from lib.models import build_model, load_pretrained_backbone
 
 
 def backbone_features(model, images):
@@ -37,9 +40,26 @@ def project_on_own_map(context, item_ids, seed):
     return UMAP(seed=seed, device=context.device).fit(context.item_features(backbone_features, item_ids))
 
 
-def fit_pool_umap(model, batches, layout, seed, device, amp):
-    """MEAL's step 0: a UMAP map fitted on the backbone features of every item in `batches`."""
-    _, features = embed_items(model, backbone_features, batches, layout, device, amp)  # [N_items, C_high]
+def pool_map_key(dataset, unit, model_args, seed, pretrained_path):
+    """What a map of the pool depends on: a stored map is reused only for the same key.
+
+    Without `pretrained_path` (later cycles need no weights) the backbone is not checked.
+    """
+    pool = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
+    key = {
+        "dataset": dataset.name, "split": dataset.split, "pool": pool, "unit": unit.to_json(),
+        "arch": model_args["arch"], "output_stride": model_args["output_stride"], "seed": seed,
+    }
+    if pretrained_path is not None:
+        key["pretrained"] = sha256_of(pretrained_path)
+    return key
+
+
+def fit_pool_umap(model_args, pretrained, batches, layout, seed, device, amp):
+    """MEAL's step 0: a UMAP map of the backbone features of every item in `batches`, under ImageNet weights."""
+    model = build_model({**model_args, "mc_dropout": False})
+    load_pretrained_backbone(model, pretrained, model_args["arch"])
+    _, features = embed_items(model.to(device), backbone_features, batches, layout, device, amp)  # [N_items, C_high]
     pool_umap = UMAP(seed=seed, device=device)
     pool_umap.fit(features)
     return pool_umap
