@@ -18,7 +18,7 @@ Schema (version 1)::
       "history": [                     # one entry per acquisition cycle
         {"cycle": 0, "method": "random", "seed": 0, "budget": "10%",
          "added": ["s0000_f00", ...]}   # plus the options that shaped the cycle, e.g.
-                                        # "prefilter": "uniform@5", "labeled_pixels": 4800
+                                        # "prefilter": "uniform@5", "region_ranking": "per-image"
       ]
     }
 
