@@ -124,3 +124,14 @@ def test_later_cycles_cannot_change_the_unit(synthetic_pool, patch_cycle0, tmp_p
     argv = select_argv(synthetic_pool, tmp_path / "out.json", "--method", "random", "--budget", "2", "--index",
                        str(patch_cycle0 / "index.json"), "--unit", "patch", "--grid", "4x4")
     assert "index unit is patch 2x2, expected patch 4x4" in fail(select, argv, capsys)
+
+
+def test_random_images_takes_every_patch_of_whole_images(synthetic_pool, tmp_path, capsys):
+    select.main(select_argv(synthetic_pool, tmp_path / "index.json", "--method", "random-images", "--unit", "patch",
+                            "--grid", "2x2", "--budget", "8"))
+    labeled = read(tmp_path / "index.json")["labeled"]
+    images = sorted({item.partition("#")[0] for item in labeled})
+    assert len(images) == 2 and sorted(labeled) == sorted(f"{i}#r{r}c{c}" for i in images for r in (0, 1) for c in (0, 1))
+    err = fail(select, select_argv(synthetic_pool, tmp_path / "odd.json", "--method", "random-images", "--unit", "patch",
+                                   "--grid", "2x2", "--budget", "6"), capsys)
+    assert "the budget (6) must be a multiple of the 4 items of an image" in err
