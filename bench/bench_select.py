@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,8 @@ from scipy.spatial.distance import cdist
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine_line, parse_with_quick, quick_help, timed  # noqa: E402
 
 from lib.acquire.kcenter import k_center_greedy  # noqa: E402
 from lib.acquire.kmeanspp import kmeans_pp_seeding  # noqa: E402
@@ -77,11 +78,6 @@ def gaussian_mixture(n, d, seed):
         points[start:start + (1 << 14)] += means[labels[start:start + (1 << 14)]]
     return points
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def median_seconds(fn, repeats):
@@ -303,21 +299,13 @@ def parse_args(argv=None):
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test sizes for every flag left at its default: "
-                        + ", ".join(f"{key.replace('_', '-')}={value}" for key, value in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):
-                setattr(args, key, value)
-    return args
+                        + quick_help(QUICK))
+    return parse_with_quick(parser, QUICK, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    # Other processes on the cores distort every figure (torch's threads wait on each
-    # other), so the load is part of the result.
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} cores, "
-          f"cuda {'yes' if torch.cuda.is_available() else 'no'}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(machine_line(), flush=True)
     print(ROW.format("measurement", "ours", "reference", "ratio", "target", "result", "").rstrip())
     if {"k-center", "k-means++"} & set(args.parts):
         features = gaussian_mixture(args.n, args.d, args.seed)

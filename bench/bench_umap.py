@@ -42,6 +42,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.common import machine_line, parse_with_quick, quick_help, timed  # noqa: E402
 from bench.trustworthiness import trustworthiness  # noqa: E402
 from lib.acquire.umap import UMAP, nearest_neighbors  # noqa: E402
 
@@ -90,11 +91,6 @@ def gaussian_mixture(n, d, seed):
     labels = rng.permutation(np.arange(n) % CLUSTERS)
     return (centres[labels] + rng.standard_normal((n, d))).astype(np.float32), labels
 
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
 
 
 def fresh_process_seconds(code):
@@ -232,21 +228,15 @@ def parse_args(argv=None):
                         help="folder appended to sys.path to import umap-learn from (pip install --target ...)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke-test sizes for every size left at its default, and no umap-learn: "
-                        + ", ".join(f"{key.replace('_', '-')}={value}" for key, value in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == parser.get_default(key):
-                setattr(args, key, value)
-    return args
+                        + quick_help(QUICK))
+    return parse_with_quick(parser, QUICK, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     module = None if args.quick else import_reference(args.reference_path)
     reference = module and Reference(module, args.reference_path)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} cores, "
-          f"cuda {'yes' if torch.cuda.is_available() else 'no'}, {load_note()}", flush=True)
+    print(machine_line(), flush=True)
     if args.quick:
         print("umap-learn: skipped with --quick", flush=True)
     elif reference:

@@ -1,0 +1,33 @@
+"""What every benchmark shares: timing, the --quick switch, and the line describing the machine."""
+import os
+import time
+
+import torch
+
+
+def timed(fn, *args, **kwargs):
+    """(result, seconds) of one call."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def parse_with_quick(parser, quick, argv=None):
+    """Parse argv; with --quick, every flag named in `quick` and left at its default takes the quick value."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in quick.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    return args
+
+
+def quick_help(quick):
+    return ", ".join(f"{key.replace('_', '-')}={value}" for key, value in quick.items())
+
+
+def machine_line():
+    # Other processes on the cores distort every figure (torch's threads wait on each
+    # other), so the load is part of the result.
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} cores, "
+            f"cuda {'yes' if torch.cuda.is_available() else 'no'}, load average {os.getloadavg()[0]:.2f}")
