@@ -30,8 +30,8 @@ from lib.errors import UserError, run_cli
 from lib.fileio import sha256_of
 from lib.index import load_index
 from lib.models import ARCHS, build_model, load_pretrained_backbone
-from lib.units import items_by_image, labeled_fractions
 from lib.progress import Progress, format_duration
+from lib.units import items_by_image, labeled_fractions
 
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval"}

@@ -21,7 +21,6 @@ the measured figure and "ok" or "MISSED"; nothing fails the run.
     .venv/bin/python bench/bench_select.py --quick    # smoke test, seconds
     .venv/bin/python bench/bench_select.py --parts bald --arch resnet50
 """
-import argparse
 import multiprocessing
 import os
 import statistics
@@ -35,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine_line, parse_with_quick, quick_help, timed  # noqa: E402
+from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
 
 from lib.acquire.kcenter import k_center_greedy  # noqa: E402
 from lib.acquire.kmeanspp import kmeans_pp_seeding  # noqa: E402
@@ -283,8 +282,7 @@ def bench_bald(arch, height, width, samples, repeats, seed):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, QUICK)
     parser.add_argument("--n", type=int, default=50_000, help="points for the comparison with the references")
     parser.add_argument("--d", type=int, default=256, help="feature dimension, all feature benchmarks")
     parser.add_argument("--k", type=int, default=1_000, help="picks for the comparison with the references")
@@ -297,9 +295,6 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed BALD / entropy calls, median reported")
     parser.add_argument("--seed", type=int, default=0, help="data, first center and dropout seed")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke-test sizes for every flag left at its default: "
-                        + quick_help(QUICK))
     return parse_with_quick(parser, QUICK, argv)
 
 

@@ -27,7 +27,6 @@ each other), so the load average is printed with them.
     .venv/bin/pip install --target /tmp/umap-learn umap-learn==0.5.12   # outside the project's venv
     .venv/bin/python bench/bench_umap.py --reference-path /tmp/umap-learn
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -42,7 +41,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import machine_line, parse_with_quick, quick_help, timed  # noqa: E402
+from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
 from bench.trustworthiness import trustworthiness  # noqa: E402
 from lib.acquire.umap import UMAP, nearest_neighbors  # noqa: E402
 
@@ -217,8 +216,7 @@ def same_cluster_share(placed, embedding, train_labels, new_labels):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser(__doc__, QUICK, ", and no umap-learn")
     parser.add_argument("--n", type=int, default=10_000, help="points for trustworthiness and the fresh-process fit")
     parser.add_argument("--n-large", type=int, default=50_000, help="points for the large fit")
     parser.add_argument("--n-new", type=int, default=1_000, help="new points placed by transform onto the large fit")
@@ -226,9 +224,6 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="data and UMAP seed")
     parser.add_argument("--reference-path", default=None,
                         help="folder appended to sys.path to import umap-learn from (pip install --target ...)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke-test sizes for every size left at its default, and no umap-learn: "
-                        + quick_help(QUICK))
     return parse_with_quick(parser, QUICK, argv)
 
 

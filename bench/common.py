@@ -1,4 +1,5 @@
 """What every benchmark shares: timing, the --quick switch, and the line describing the machine."""
+import argparse
 import os
 import time
 
@@ -12,6 +13,16 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
+def bench_parser(doc, quick, quick_also=""):
+    """The argument parser of a benchmark, with --quick: smoke-test values for the flags named in `quick`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    shown = ", ".join(f"{key.replace('_', '-')}={value}" for key, value in quick.items())
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke-test sizes for every flag left at its default{quick_also}: {shown}")
+    return parser
+
+
 def parse_with_quick(parser, quick, argv=None):
     """Parse argv; with --quick, every flag named in `quick` and left at its default takes the quick value."""
     args = parser.parse_args(argv)
@@ -20,10 +31,6 @@ def parse_with_quick(parser, quick, argv=None):
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
     return args
-
-
-def quick_help(quick):
-    return ", ".join(f"{key.replace('_', '-')}={value}" for key, value in quick.items())
 
 
 def machine_line():

@@ -100,9 +100,7 @@ class Unit:
     @property
     def items_per_image(self):
         """Items that tile one image (None for regions, whose number depends on the image and stride)."""
-        if self.type == "region":
-            return None
-        return self.grid[0] * self.grid[1] if self.type == "patch" else 1
+        return None if self.type == "region" else len(self.tile_suffixes())
 
     def tile_suffixes(self):
         """Id suffixes of the items that tile every image, whatever its size (image and patch units)."""

@@ -41,6 +41,16 @@ def test_folder_ids_images_masks_and_unlabeled_items(tmp_path):
         dataset.load_pair("b")
 
 
+def test_image_size_reads_each_header_once(tmp_path, monkeypatch):
+    make_folder(tmp_path, {"a": rgb(0, (4, 6)), "b": rgb(0, (5, 3))})
+    dataset = open_dataset("folder", tmp_path, "train")
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    assert [dataset.image_size(i) for i in ("a", "b", "a", "b", "a")] == [(4, 6), (5, 3), (4, 6), (5, 3), (4, 6)]
+    assert len(opened) == 2
+
+
 def test_sequences_file_gives_frames(tmp_path):
     make_folder(tmp_path, {"x1": rgb(0), "x2": rgb(0)})
     (tmp_path / "train" / "sequences.json").write_text(

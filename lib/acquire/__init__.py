@@ -182,7 +182,7 @@ def select_topk(context, k, seed):
 
 
 METHODS = {
-    "random": Method(select_random, "uniform random images"),
+    "random": Method(select_random, "uniform random items"),
     "random-images": Method(
         select_random_images, "uniform random whole images, all their patches (MEAL's initial set)",
         units=("image", "patch"),

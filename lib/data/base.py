@@ -37,6 +37,7 @@ class SegmentationDataset:
         self.label_map = label_map
         self._image_paths = image_paths
         self._mask_paths = mask_paths
+        self._sizes = {}  # id -> (H, W): pixel budgets and region layouts ask for sizes item by item
 
     @property
     def num_classes(self):
@@ -49,14 +50,16 @@ class SegmentationDataset:
         return self._image_paths[image_id]
 
     def image_size(self, image_id):
-        """(height, width) from the file's header, without decoding the pixels."""
-        path = self._image_paths[image_id]
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (UnidentifiedImageError, OSError) as err:
-            raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
-        return height, width
+        """(height, width) from the file's header, without decoding the pixels; read once per image."""
+        if image_id not in self._sizes:
+            path = self._image_paths[image_id]
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except (UnidentifiedImageError, OSError) as err:
+                raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
+            self._sizes[image_id] = (height, width)
+        return self._sizes[image_id]
 
     def has_mask(self, image_id):
         return image_id in self._mask_paths

@@ -18,8 +18,8 @@
 # trained once under OUT/_initial/seed<k> and hard-linked into each method; methods
 # whose models need other training flags (bald: --mc-dropout) share their own
 # initial model in a subfolder named after the flags. MEAL's UMAP map of the pool
-# is fitted once per seed in OUT/_umap. Every step is skipped when its output
-# exists: running the script again resumes it.
+# is fitted once per seed, next to the initial cycle (_initial/seed<k>/umap.pt).
+# Every step is skipped when its output exists: running the script again resumes it.
 
 run_step() {  # run_step OUTPUT SCRIPT ARGS...: run a script unless OUTPUT exists
     local output=$1 script=$2
@@ -51,7 +51,7 @@ method_train_args() {  # method_train_args METHOD: the train.py flags a method n
 
 method_select_args() {  # method_select_args METHOD SEED: the select.py flags a method needs
     case $1 in
-        meal) echo "--umap-cache $OUT/_umap/seed$2.pt${PRETRAINED:+ --pretrained $PRETRAINED}" ;;
+        meal) echo "--umap-cache $OUT/_initial/seed$2/umap.pt${PRETRAINED:+ --pretrained $PRETRAINED}" ;;
     esac
 }
 
@@ -73,7 +73,7 @@ run_experiment() {
     METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
     INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
-    mkdir -p "$OUT/_umap"
+    mkdir -p "$OUT"
     local seed method cycle dir previous initial variant extra
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
