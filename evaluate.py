@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
 from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
@@ -25,6 +24,7 @@ from lib.engine import evaluate_confusion, iterate_batches, resolve_device
 from lib.errors import UserError, run_cli
 from lib.fileio import read_json, write_json, write_text
 from lib.metrics import auc_at_budget, confusion_matrix, miou_at_budget
+from lib.model_files import ModelFile, add_model_file_args
 from lib.progress import Progress
 from lib.report import (
     CURVE_AXES, collect_curves, curves_csv, default_budget, evaluation_record, format_table, summarize, summary_csv,
@@ -34,7 +34,8 @@ from lib.report import (
 def get_args_parser():
     parser = script_parser(__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--checkpoint", help="evaluate this model on --split")
+    mode.add_argument("--checkpoint",
+                      help="evaluate this model on --split: a checkpoint of train.py, a state dict or a TorchScript file")
     mode.add_argument("--predictions", help="evaluate the prediction PNGs in this folder (<id>.png, class ids)")
     mode.add_argument("--experiment", help="summarise an experiment directory (<method>/seed<k>/cycle<c>)")
     mode.add_argument("--curve", help='AUC@B and mIoU@B of a JSON curve {"budgets": [...], "miou": [...]} in %%')
@@ -50,30 +51,37 @@ def get_args_parser():
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    add_model_file_args(parser)
     return parser
 
 
 def evaluate_checkpoint(args):
-    checkpoint = load_checkpoint(args.checkpoint)
-    dataset = open_dataset(args.dataset or checkpoint["dataset"]["name"], args.data_root, args.split)
-    check_dataset(checkpoint, args.checkpoint, dataset)
+    model_file = ModelFile(args.checkpoint)
+    dataset_name = args.dataset or model_file.dataset_name
+    if dataset_name is None:
+        raise UserError(f"{args.checkpoint}: a {model_file.kind} does not name its dataset: give --dataset")
+    dataset = open_dataset(dataset_name, args.data_root, args.split)
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     if not ids:
         raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
     device = resolve_device(args.device)
-    model = model_from_checkpoint(checkpoint, device)
-    preprocess = checkpoint["preprocess"]
-    batches = iterate_batches(dataset, ids, preprocess["mean"], preprocess["std"], args.batch_size, args.workers,
-                              with_masks=True)
+    loaded = model_file.load(args, dataset, device)
+    batches = iterate_batches(dataset, ids, loaded.preprocess["mean"], loaded.preprocess["std"], args.batch_size,
+                              args.workers, with_masks=True)
     progress = Progress(f"evaluate {args.split}", len(ids))
-    confusion = evaluate_confusion(model, batches, dataset.num_classes, device, args.amp and device.type == "cuda",
-                                   progress)
-    trained_on = checkpoint["index"]
-    return {
+    confusion = evaluate_confusion(loaded.model, batches, dataset.num_classes, device,
+                                   args.amp and device.type == "cuda", progress)
+    record = {
         **evaluation_record(confusion, dataset.class_names),
         "split": args.split,
         "images": len(ids),
         "checkpoint": str(Path(args.checkpoint).resolve()),
+    }
+    if loaded.trained_on is None:  # a model trained elsewhere: no labeled set to report
+        return record
+    trained_on = loaded.trained_on
+    return {
+        **record,
         "cycle": trained_on["cycle"],
         "labeled": trained_on["labeled"],
         "pool_size": trained_on["pool_size"],

@@ -37,15 +37,16 @@ else:
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
-    from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
     from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
     from lib.data import DATASETS, open_dataset
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
     from lib.fileio import write_json
     from lib.index import LabeledIndex, load_index, save_index
+    from lib.model_files import MODEL_FILE_FLAGS, TORCHSCRIPT, ModelFile, add_model_file_args
     from lib.models import has_mc_dropout, resolve_pretrained
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
+    from lib.worklist import write_worklist
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
 DEFAULT_REGION_SIZE = 43  # S4AL+'s regions on Cityscapes at 688x688
@@ -58,7 +59,9 @@ def get_args_parser():
     parser.add_argument("--data-root", required=True, help="dataset root folder")
     parser.add_argument("--split", default="train", help="split the pool is drawn from")
     parser.add_argument("--index", default=None, help="current index file; omit to start a new experiment")
-    parser.add_argument("--checkpoint", default=None, help="model that scores the pool (methods that need one)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="model that scores the pool (methods that need one): a checkpoint of train.py, "
+                             "a state dict or a TorchScript file")
     parser.add_argument("--method", required=True, choices=list(METHODS), help=methods)
     parser.add_argument("--budget", default=None,
                         help="items to add: a count (300), a share of the pool's items (10%%) or of its pixels "
@@ -74,6 +77,9 @@ def get_args_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of random choices")
     parser.add_argument("--out", required=True, help="next index file to write")
     parser.add_argument("--scores-out", default=None, help="also write the score of every candidate to this JSON file")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="also write a worklist for annotators here: worklist.csv, previews/, masks/ "
+                             "(patch and region units)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to score")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="float16 inference (CUDA only)")
@@ -94,6 +100,7 @@ def get_args_parser():
                        help="--region-ranking per-image: at most this many regions of one image per cycle")
     units.add_argument("--reduce", default="mean", choices=sorted(REDUCTIONS),
                        help="how the pixel scores of an item become its score (entropy, equal, bald, meal)")
+    add_model_file_args(parser)
     meal = parser.add_argument_group("MEAL (meal, meal-ft)")
     meal.add_argument("--informative", type=positive_int, default=200,
                       help="the most uncertain candidates that K-Means++ chooses the budget from")
@@ -198,6 +205,10 @@ def check_inputs(args, method):
     for flag, value in (("--umap-cache", args.umap_cache), ("--pretrained", args.pretrained)):
         if value and not method.needs_pool_umap:
             raise UserError(f"{flag}: --method {args.method} does not use the UMAP map of the pool (meal does)")
+    flags = [flag for flag in MODEL_FILE_FLAGS if getattr(args, flag) is not None]
+    if flags and not uses_model(args, method):
+        raise UserError(f"--{flags[0].replace('_', '-')} describes a --checkpoint model, which --method {args.method} "
+                        f"does not use here")
     if method.needs == "scores" and not args.scores:
         raise UserError(f"--method {args.method} ranks precomputed scores: give --scores FILE")
     if method.needs == "pixels" and not args.checkpoint:
@@ -211,14 +222,19 @@ def uses_model(args, method):
 
 
 def load_model(args, method, dataset, context):
-    checkpoint = load_checkpoint(args.checkpoint)
-    check_dataset(checkpoint, args.checkpoint, dataset)
-    context.model = model_from_checkpoint(checkpoint, context.device)
-    context.preprocess = checkpoint["preprocess"]
-    if method.needs_mc_dropout and not has_mc_dropout(context.model):
-        raise UserError(f"{args.checkpoint}: --method {args.method} samples dropout, but this model has none "
-                        f"(train it with train.py --mc-dropout)")
-    return checkpoint
+    """The --checkpoint model into `context`, checked to offer what the method reads."""
+    loaded = ModelFile(args.checkpoint).load(args, dataset, context.device)
+    if method.needs_mc_dropout and not has_mc_dropout(loaded.model):
+        raise UserError(f"{args.checkpoint}: --method {args.method} samples dropout in the decoder, which only "
+                        f"models trained with train.py --mc-dropout have")
+    if method.needs_pool_umap and loaded.model_args is None:
+        raise UserError(f"{args.checkpoint}: --method {args.method} maps the pool with the ImageNet backbone of "
+                        f"one of our architectures, which a {loaded.kind} does not name; use meal-ft")
+    if method.needs_model_features and not args.features and loaded.kind == TORCHSCRIPT and not loaded.feature_map:
+        raise UserError(f"--method {args.method} reads features of the model: give --feature-layer, a submodule "
+                        f"of {args.checkpoint} that reads the image (e.g. backbone)")
+    context.model, context.preprocess, context.feature_map = loaded.model, loaded.preprocess, loaded.feature_map
+    return loaded
 
 
 def pool_umap(args, dataset, index, context, model_args):
@@ -239,7 +255,7 @@ def pool_umap(args, dataset, index, context, model_args):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    check_output_folders(out=args.out, scores_out=args.scores_out)
+    check_output_folders(out=args.out, scores_out=args.scores_out, export=args.export)
     method = METHODS[args.method]
     check_inputs(args, method)
 
@@ -264,9 +280,9 @@ def main(argv=None):
         mc_samples=args.mc_samples, informative=args.informative,
     )
     if uses_model(args, method):
-        checkpoint = load_model(args, method, dataset, context)
+        loaded = load_model(args, method, dataset, context)
         if method.needs_pool_umap:
-            context.pool_umap = pool_umap(args, dataset, index, context, checkpoint["model_args"])
+            context.pool_umap = pool_umap(args, dataset, index, context, loaded.model_args)
     if args.features:
         context.features = load_features(args.features, pool_items(dataset, index, candidates),
                                          index.labeled + candidates)
@@ -281,6 +297,9 @@ def main(argv=None):
                                  cycle_settings(args, method, index.unit))
     if args.scores_out:
         write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1, "scores": selection.scores})
+    if args.export:  # before the index: a failed export leaves no new index, so a re-run redoes the cycle
+        write_worklist(args.export, dataset, index.unit, selection.ids, selection.scores, args.method,
+                       new_index.next_cycle - 1)
     save_index(args.out, new_index)
     print(f"{args.method}: selected {len(selection.ids)} of {len(candidates)} unlabeled {index.unit.describe()} items "
           f"-> {len(new_index.labeled)} labeled, wrote {args.out}")

@@ -28,18 +28,31 @@ def save_checkpoint(path, checkpoint):
         torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, handle)
 
 
-def load_checkpoint(path):
+def read_torch_file(path, what="checkpoint"):
+    """torch.load with tensors only (no code runs); a missing or unreadable file is a UserError."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"{path}: checkpoint not found") from None
+        raise UserError(f"{path}: {what} not found") from None
     except Exception as err:  # torch raises a zoo of types for truncated or foreign files
-        raise UserError(f"{path}: cannot read checkpoint ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise UserError(f"{path}: not a checkpoint of this toolkit (no \"format\": \"{FORMAT}\")")
+        raise UserError(f"{path}: cannot read {what} ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+
+
+def is_checkpoint(obj):
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def check_version(checkpoint, path):
     if checkpoint.get("version") != VERSION:
         raise UserError(f"{path}: unknown checkpoint version {checkpoint.get('version')!r}")
     return checkpoint
+
+
+def load_checkpoint(path):
+    checkpoint = read_torch_file(path)
+    if not is_checkpoint(checkpoint):
+        raise UserError(f"{path}: not a checkpoint of this toolkit (no \"format\": \"{FORMAT}\")")
+    return check_version(checkpoint, path)
 
 
 def model_from_checkpoint(checkpoint, device):

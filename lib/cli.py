@@ -31,6 +31,17 @@ def size_pair(text):
     return size
 
 
+def three_floats(text):
+    """`0.485,0.456,0.406` -> [0.485, 0.456, 0.406]: one number per RGB channel."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers R,G,B, got {text!r}")
+    return values
+
+
 def check_output_folders(**paths):
     """Fail before any work when an output's folder is missing: flag=path pairs, None skipped."""
     for flag, path in paths.items():

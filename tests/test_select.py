@@ -105,7 +105,7 @@ def test_bad_select_input(synthetic_pool, cycle0, tmp_path, capsys):
     (tmp_path / "scores.json").write_text(json.dumps({"scores": {i: "high" for i in ids}}))
     cases = [
         (select_argv(synthetic_pool, cycle0, "bald", out, "--checkpoint", str(cycle0 / "model.pt")),
-         "model.pt: --method bald samples dropout, but this model has none (train it with train.py --mc-dropout)"),
+         "model.pt: --method bald samples dropout in the decoder, which only models trained with train.py --mc-dropout have"),
         (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "nan.npz")),
          f"nan.npz: features of id {ids[7]!r} is NaN or infinite"),
         (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "short.npz")),

@@ -60,6 +60,9 @@ class SelectionContext:
     scores: dict | None = None  # {candidate id: score} from --scores
     informative: int = 200  # MEAL: the most uncertain candidates its K-Means++ chooses from
     pool_umap: object = None  # MEAL: the experiment's UMAP map (lib.acquire.meal)
+    # (model, images) -> [B, d, h, w] in place of the feature methods' own maps (ASPP output for coreset and
+    # kmeanspp, backbone for MEAL): a TorchScript model's --feature-layer (lib.model_files)
+    feature_map: object = None
 
     def layout(self, height, width):
         """The items of a [height, width] image: [(id suffix, Box)]."""
@@ -95,7 +98,7 @@ class SelectionContext:
         """[len(labeled) + len(candidates), d] float32, labeled rows first: precomputed or the pooled ASPP output."""
         if self.features is not None:
             return self.features
-        return self.item_features(aspp_features, self.labeled + self.candidates)
+        return self.item_features(self.feature_map or aspp_features, self.labeled + self.candidates)
 
 
 @dataclass
@@ -112,6 +115,7 @@ class Method:
     needs_mc_dropout: bool = False
     needs_pool_umap: bool = False  # MEAL's map of the whole pool, fitted once per experiment
     picks_among_informative: bool = False  # MEAL: the budget comes out of the --informative candidates
+    needs_model_features: bool = False  # reads feature maps of the model (unless --features replaces them)
     units: tuple = ALL_UNITS  # the units of annotation it can pick
 
 
@@ -201,23 +205,24 @@ METHODS = {
     ),
     "coreset": Method(
         functools.partial(_select_diverse, k_center_greedy),
-        "k-center greedy on pooled ASPP features (or --features)", needs="features", units=("image", "patch"),
+        "k-center greedy on pooled ASPP features (or --features)", needs="features", needs_model_features=True,
+        units=("image", "patch"),
     ),
     "kmeanspp": Method(
         functools.partial(_select_diverse, kmeans_pp_seeding),
         "K-Means++ seeding (D^2 sampling) on pooled ASPP features (or --features)", needs="features",
-        units=("image", "patch"),
+        needs_model_features=True, units=("image", "patch"),
     ),
     "meal": Method(
         functools.partial(_select_meal, project_on_pool_map),
         "MEAL: K-Means++ on the UMAP map of the pool (fitted once, --umap-cache) among the --informative "
         "highest-entropy items", needs="pixels", needs_pool_umap=True, picks_among_informative=True,
-        units=("image", "patch"),
+        needs_model_features=True, units=("image", "patch"),
     ),
     "meal-ft": Method(
         functools.partial(_select_meal, project_on_own_map),
         "MEAL-FT: as meal, with a UMAP map fitted on the informative items every cycle",
-        needs="pixels", picks_among_informative=True, units=("image", "patch"),
+        needs="pixels", picks_among_informative=True, needs_model_features=True, units=("image", "patch"),
     ),
     "topk": Method(select_topk, "the k highest of precomputed --scores", needs="scores"),
 }

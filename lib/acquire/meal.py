@@ -32,12 +32,14 @@ def backbone_features(model, images):
 
 def project_on_pool_map(context, item_ids, seed):
     """meal: the items' features placed on the experiment's map (step 0) -> [N, 2]."""
-    return context.pool_umap.transform(context.item_features(backbone_features, item_ids))
+    features = context.item_features(context.feature_map or backbone_features, item_ids)  # [N, d]
+    return context.pool_umap.transform(features)
 
 
 def project_on_own_map(context, item_ids, seed):
     """meal-ft: a map fitted on the items' features alone -> [N, 2]."""
-    return UMAP(seed=seed, device=context.device).fit(context.item_features(backbone_features, item_ids))
+    features = context.item_features(context.feature_map or backbone_features, item_ids)  # [N, d]
+    return UMAP(seed=seed, device=context.device).fit(features)
 
 
 def pool_map_key(dataset, unit, model_args, seed, pretrained_path):

@@ -1,0 +1,222 @@
+"""The model files select.py and evaluate.py read: our checkpoints, state dicts, TorchScript files.
+
+- A checkpoint of this toolkit (lib.checkpoint) describes itself: architecture,
+  classes, preprocessing and the labeled set it was trained on.
+- A state dict of one of our architectures (`model.state_dict()` saved with
+  torch.save): `--arch` (and `--output-stride`) rebuild the network, `--num-classes`
+  must match the dataset, `--mean`/`--std` give its input normalisation.
+- A TorchScript file (torch.jit.save) whose forward maps a normalised image batch
+  [B, 3, H, W] to logits [B, C, h, w], or to a dict holding them under "out" (what
+  torchvision's segmentation models return). C must be the dataset's class count;
+  logits coarser than the input are upsampled bilinearly. `--input-size` resizes the
+  images the model sees, and the logits back. Features for coreset, kmeanspp and
+  meal-ft come from the submodule named by `--feature-layer`, averaged over each item.
+  TorchScript modules accept no forward hooks, so the layer is called on the image
+  itself: it must be one that reads the image, such as torchvision's `backbone`.
+
+Nothing is downloaded and no pickled code runs: state dicts and checkpoints are read
+with `weights_only=True`; TorchScript is compiled code by design, so only load files
+you trust, as with any model.
+"""
+import warnings
+import zipfile
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.checkpoint import check_dataset, check_version, is_checkpoint, model_from_checkpoint, read_torch_file
+from lib.cli import positive_int, size_pair, three_floats
+from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from lib.errors import UserError
+from lib.models import ARCHS, OUTPUT_STRIDES, build_model
+
+CHECKPOINT, STATE_DICT, TORCHSCRIPT = "checkpoint of this toolkit", "state dict", "TorchScript model"
+# The flags that describe a model file which does not describe itself, and the kinds they apply to.
+MODEL_FILE_FLAGS = {
+    "arch": (STATE_DICT,), "num_classes": (STATE_DICT,), "output_stride": (STATE_DICT,),
+    "mean": (STATE_DICT, TORCHSCRIPT), "std": (STATE_DICT, TORCHSCRIPT),
+    "input_size": (TORCHSCRIPT,), "feature_layer": (TORCHSCRIPT,),
+}
+
+
+def add_model_file_args(parser):
+    group = parser.add_argument_group(
+        "models trained elsewhere (--checkpoint given a state dict or a TorchScript file; see README)")
+    group.add_argument("--arch", default=None, choices=ARCHS, help="state dict: the architecture it belongs to")
+    group.add_argument("--num-classes", type=positive_int, default=None,
+                       help="state dict: classes of its head (default: the dataset's; must match it)")
+    group.add_argument("--output-stride", type=int, default=None, choices=OUTPUT_STRIDES,
+                       help="state dict: backbone output stride it was trained with (default: 16)")
+    group.add_argument("--mean", type=three_floats, default=None,
+                       help="state dict or TorchScript: input normalisation mean R,G,B (default: ImageNet's)")
+    group.add_argument("--std", type=three_floats, default=None,
+                       help="state dict or TorchScript: input normalisation std R,G,B (default: ImageNet's)")
+    group.add_argument("--input-size", type=size_pair, default=None,
+                       help="TorchScript: resize images to HxW for the model, logits back (default: as they are)")
+    group.add_argument("--feature-layer", default=None,
+                       help="TorchScript: submodule whose output on the image gives coreset, kmeanspp and meal-ft "
+                            "their features (e.g. backbone)")
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # eval mode, on its device: model(images [B, 3, H, W]) -> logits [B, C, H, W]
+    preprocess: dict  # {"mean", "std"}: the input normalisation it expects
+    kind: str  # CHECKPOINT, STATE_DICT or TORCHSCRIPT
+    model_args: dict | None = None  # our architectures: lib.models.build_model's arguments
+    feature_map: object = None  # TorchScript: (model, images) -> [B, d, h, w], for the feature methods
+    trained_on: dict | None = None  # our checkpoints: their "index" entry
+
+
+class ModelFile:
+    """A model file opened far enough to know its kind (and, for our checkpoints, their dataset)."""
+
+    def __init__(self, path):
+        self.path = path
+        if is_torchscript(path):
+            self.kind, self.content = TORCHSCRIPT, None
+            return
+        content = read_torch_file(path)
+        if is_checkpoint(content):
+            self.kind, self.content = CHECKPOINT, check_version(content, path)
+        elif isinstance(content, dict) and content and all(torch.is_tensor(v) for v in content.values()):
+            self.kind, self.content = STATE_DICT, content
+        else:
+            raise UserError(f"{path}: not a checkpoint of this toolkit, a state dict or a TorchScript file")
+
+    @property
+    def dataset_name(self):
+        """The dataset a checkpoint of ours was trained on; None for other files."""
+        return self.content["dataset"]["name"] if self.kind == CHECKPOINT else None
+
+    def load(self, args, dataset, device):
+        """A LoadedModel on `device`; `args` holds the flags of add_model_file_args."""
+        misplaced = [flag for flag, kinds in MODEL_FILE_FLAGS.items() if getattr(args, flag) is not None and self.kind not in kinds]
+        if misplaced:
+            flag = "--" + misplaced[0].replace("_", "-")
+            raise UserError(f"{flag}: {self.path} is a {self.kind}, which {flag} does not apply to")
+        if self.kind == CHECKPOINT:
+            check_dataset(self.content, self.path, dataset)
+            return LoadedModel(model_from_checkpoint(self.content, device), self.content["preprocess"], CHECKPOINT,
+                               self.content["model_args"], trained_on=self.content["index"])
+        preprocess = {"mean": args.mean or list(IMAGENET_MEAN), "std": args.std or list(IMAGENET_STD)}
+        if self.kind == STATE_DICT:
+            model_args = state_dict_model_args(args, self.path, dataset)
+            model = model_from_state_dict(self.content, model_args, self.path)
+            return LoadedModel(model.to(device).eval(), preprocess, STATE_DICT, model_args)
+        model = ScriptedSegmenter(load_torchscript(self.path), self.path, dataset.num_classes, args.input_size,
+                                  args.feature_layer)
+        feature_map = scripted_features if args.feature_layer else None
+        return LoadedModel(model.to(device).eval(), preprocess, TORCHSCRIPT, feature_map=feature_map)
+
+
+def is_torchscript(path):
+    """torch.jit.save writes a zip archive holding <name>/constants.pkl; torch.save's archives have none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_torchscript(path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice, not about the file
+            return torch.jit.load(path, map_location="cpu")
+    except Exception as err:  # a damaged archive raises RuntimeError or zip errors, depending on where
+        raise UserError(f"{path}: cannot load TorchScript ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+
+
+def state_dict_model_args(args, path, dataset):
+    if args.arch is None:
+        raise UserError(f"{path}: a state dict does not name its architecture: give --arch")
+    if args.num_classes is not None and args.num_classes != dataset.num_classes:
+        raise UserError(f"--num-classes {args.num_classes}: dataset {dataset.name!r} has {dataset.num_classes} classes")
+    return {"arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride or 16,
+            "mc_dropout": False}
+
+
+def model_from_state_dict(state, model_args, path):
+    """Our network with the state dict's weights; a foreign or mis-sized dict names the first key at fault."""
+    model = build_model(model_args)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    described = f"--arch {model_args['arch']} with {model_args['num_classes']} classes"
+    if missing or unexpected:
+        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise UserError(f"{path}: not a state dict of {described}: {len(missing)} keys missing, "
+                        f"{len(unexpected)} unexpected (first {first})")
+    if mismatched:
+        key = mismatched[0]
+        raise UserError(f"{path}: not a state dict of {described}: {key} is {list(state[key].shape)} "
+                        f"in the file, {list(own[key].shape)} in the model")
+    model.load_state_dict(state)
+    return model
+
+
+class ScriptedSegmenter(nn.Module):
+    """A TorchScript segmentation model behind the call the acquisition code makes: logits = model(images)."""
+
+    def __init__(self, scripted, path, num_classes, input_size=None, feature_layer=None):
+        super().__init__()
+        self.scripted = scripted
+        self.path = path
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.feature_layer = feature_layer and submodule(scripted, feature_layer, path)
+
+    def _resized(self, images):
+        if self.input_size is None or tuple(images.shape[-2:]) == tuple(self.input_size):
+            return images
+        return F.interpolate(images, self.input_size, mode="bilinear", align_corners=False)
+
+    def forward(self, images):  # [B, 3, H, W] -> [B, C, H, W]
+        output = self.scripted(self._resized(images))
+        if isinstance(output, dict):
+            if "out" not in output:
+                raise UserError(f"{self.path}: the model returns a dict without \"out\" (keys: {', '.join(output)})")
+            output = output["out"]
+        if not torch.is_tensor(output) or output.ndim != 4 or len(output) != len(images):
+            shape = list(output.shape) if torch.is_tensor(output) else type(output).__name__
+            raise UserError(f"{self.path}: the model must return logits [B, C, H, W] for {len(images)} images, "
+                            f"got {shape}")
+        if output.shape[1] != self.num_classes:
+            raise UserError(f"{self.path}: the model returns {output.shape[1]} classes but the dataset has "
+                            f"{self.num_classes}")
+        if output.shape[-2:] != images.shape[-2:]:
+            output = F.interpolate(output, images.shape[-2:], mode="bilinear", align_corners=False)
+        return output
+
+    def features(self, images):  # [B, 3, H, W] -> [B, d, h, w]
+        output = self.feature_layer(self._resized(images))
+        if isinstance(output, dict):  # torchvision backbones: {"out": ..., "aux": ...}
+            output = output["out"] if "out" in output else list(output.values())[-1]
+        if isinstance(output, (tuple, list)) and output:  # several stages, shallow to deep: the deepest
+            output = output[-1]
+        if torch.is_tensor(output) and output.ndim == 2:  # already pooled: one vector per image
+            output = output[:, :, None, None]
+        if not torch.is_tensor(output) or output.ndim != 4 or len(output) != len(images):
+            shape = list(output.shape) if torch.is_tensor(output) else type(output).__name__
+            raise UserError(f"--feature-layer: {self.path}'s layer must return features [B, d, h, w] or [B, d], "
+                            f"got {shape}")
+        return output
+
+
+def scripted_features(model, images):
+    return model.features(images)
+
+
+def submodule(module, dotted_name, path):
+    """The submodule at `a.b.c`; TorchScript modules have no get_submodule."""
+    for name in dotted_name.split("."):
+        children = dict(module.named_children())
+        if name not in children:
+            raise UserError(f"--feature-layer {dotted_name}: {path} has no submodule {name!r} "
+                            f"(it has: {', '.join(list(children)[:10]) or 'none'}{' ...' if len(children) > 10 else ''})")
+        module = children[name]
+    return module

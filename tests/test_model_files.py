@@ -1,0 +1,174 @@
+"""Models trained elsewhere: state dicts and TorchScript files in select.py and evaluate.py."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO_ROOT, fail, import_script
+from lib.checkpoint import load_checkpoint
+from lib.models import build_model
+
+train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
+
+CLASSES = 8  # the synthetic pool's
+
+
+@pytest.fixture(scope="module")
+def models(synthetic_pool, tmp_path_factory):
+    """A tiny checkpoint trained on 4 images, and the same network as a state dict and as traced TorchScript."""
+    folder = tmp_path_factory.mktemp("models")
+    select.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--method", "random", "--budget", "4",
+                 "--out", str(folder / "index.json")])
+    train.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--index", str(folder / "index.json"),
+                "--out", str(folder / "model.pt"), "--arch", "tiny", "--epochs", "1", "--batch-size", "2",
+                "--crop", "32x32", "--workers", "0", "--device", "cpu"])
+    checkpoint = load_checkpoint(folder / "model.pt")
+    torch.save(checkpoint["model"], folder / "weights.pt")
+    model = build_model(checkpoint["model_args"])
+    model.load_state_dict(checkpoint["model"])
+    save_scripted(model.eval(), folder / "traced.pt", trace_with=torch.zeros(1, 3, 32, 48))
+    return folder
+
+
+def save_scripted(module, path, trace_with=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        scripted = torch.jit.script(module) if trace_with is None else torch.jit.trace(module, trace_with)
+        scripted.save(str(path))
+    return path
+
+
+def select_argv(pool, models, checkpoint, method, out, *extra):
+    return ["--dataset", "synthetic", "--data-root", str(pool), "--index", str(models / "index.json"),
+            "--checkpoint", str(checkpoint), "--method", method, "--budget", "3", "--seed", "1", "--out", str(out),
+            "--workers", "0", "--device", "cpu", *extra]
+
+
+def test_state_dict_and_torchscript_select_what_the_checkpoint_selects(synthetic_pool, models, tmp_path):
+    for name, checkpoint, extra in (("ours.json", "model.pt", []), ("state_dict.json", "weights.pt", ["--arch", "tiny"]),
+                                    ("traced.json", "traced.pt", [])):
+        select.main(select_argv(synthetic_pool, models, models / checkpoint, "entropy", tmp_path / name, *extra))
+    ours = (tmp_path / "ours.json").read_bytes()
+    assert (tmp_path / "state_dict.json").read_bytes() == ours and (tmp_path / "traced.json").read_bytes() == ours
+
+
+def test_torchscript_features_feed_coreset(synthetic_pool, models, tmp_path):
+    argv = select_argv(synthetic_pool, models, models / "traced.pt", "coreset", tmp_path / "next.json",
+                       "--feature-layer", "backbone")
+    select.main(argv)
+    index = json.loads((tmp_path / "next.json").read_text())
+    assert len(index["history"][-1]["added"]) == 3 and len(set(index["labeled"])) == 7
+
+
+def test_evaluate_reads_every_kind_alike(synthetic_pool, models, tmp_path):
+    common = ["--data-root", str(synthetic_pool), "--workers", "0", "--device", "cpu"]
+    evaluate.main(["--checkpoint", str(models / "model.pt"), *common, "--out", str(tmp_path / "ours.json")])
+    evaluate.main(["--checkpoint", str(models / "weights.pt"), "--arch", "tiny", "--dataset", "synthetic", *common,
+                   "--out", str(tmp_path / "state_dict.json")])
+    evaluate.main(["--checkpoint", str(models / "traced.pt"), "--dataset", "synthetic", *common,
+                   "--out", str(tmp_path / "traced.json")])
+    ours, state_dict, traced = (json.loads((tmp_path / f"{n}.json").read_text())
+                                for n in ("ours", "state_dict", "traced"))
+    assert ours["confusion"] == state_dict["confusion"] == traced["confusion"]
+    assert ours["labeled"] == 4 and "labeled" not in traced  # a model from elsewhere has no labeled set
+
+
+class Probe(nn.Module):
+    """A 1x1 convolution that checks the size it is given: --input-size must reach the model."""
+
+    def __init__(self, classes, width):
+        super().__init__()
+        self.head = nn.Conv2d(3, classes, 1)
+        self.width = width
+
+    def forward(self, x):
+        assert x.shape[-1] == self.width, "unexpected input width"
+        return self.head(x)[:, :, ::2, ::2]  # coarser logits than the input, as many models return
+
+
+def test_input_size_resizes_for_the_model_and_back(synthetic_pool, models, tmp_path):
+    path = save_scripted(Probe(CLASSES, 96), tmp_path / "probe.pt")
+    select.main(select_argv(synthetic_pool, models, path, "entropy", tmp_path / "next.json", "--input-size", "64x96"))
+    assert len(json.loads((tmp_path / "next.json").read_text())["labeled"]) == 7
+    assert "unexpected input width" in str(pytest.raises(Exception, select.main,
+                                                         select_argv(synthetic_pool, models, path, "entropy",
+                                                                     tmp_path / "other.json")).value)
+
+
+class Classifier(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))  # [B, 3]: one vector per image, not a map
+
+
+class Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, CLASSES, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(x)}
+
+
+def bad_cases(pool, models, tmp):
+    five = save_scripted(nn.Conv2d(3, 5, 1), tmp / "five.pt")
+    eight = save_scripted(nn.Conv2d(3, CLASSES, 1), tmp / "eight.pt")
+    classifier = save_scripted(Classifier(), tmp / "classifier.pt")
+    named = save_scripted(Named(), tmp / "named.pt")
+    torch.save([1, 2, 3], tmp / "list.pt")
+    argv = lambda checkpoint, method="entropy", *extra: select_argv(pool, models, checkpoint, method,  # noqa: E731
+                                                                   tmp / "next.json", *extra)
+    return [
+        (argv(five), "five.pt: the model returns 5 classes but the dataset has 8"),
+        (argv(classifier), "classifier.pt: the model must return logits [B, C, H, W] for 4 images, got [4, 3]"),
+        (argv(named), 'named.pt: the model returns a dict without "out" (keys: logits)'),
+        (argv(eight, "bald"), "eight.pt: --method bald samples dropout in the decoder"),
+        (argv(eight, "meal-ft"), "--method meal-ft reads features of the model: give --feature-layer"),
+        (argv(eight, "coreset", "--feature-layer", "body"), "--feature-layer body: "),
+        (argv(eight, "meal", "--umap-cache", str(tmp / "umap.pt")), "a TorchScript model does not name; use meal-ft"),
+        (argv(models / "weights.pt"), "weights.pt: a state dict does not name its architecture: give --arch"),
+        (argv(models / "weights.pt", "entropy", "--arch", "mobilenet_v2"),
+         "weights.pt: not a state dict of --arch mobilenet_v2 with 8 classes"),
+        (argv(models / "weights.pt", "entropy", "--arch", "tiny", "--num-classes", "5"),
+         "--num-classes 5: dataset 'synthetic' has 8 classes"),
+        (argv(models / "model.pt", "entropy", "--arch", "tiny"),
+         "--arch: " + str(models / "model.pt") + " is a checkpoint of this toolkit, which --arch does not apply to"),
+        (argv(eight, "entropy", "--output-stride", "8"), "--output-stride: "),
+        (argv(tmp / "list.pt"), "list.pt: not a checkpoint of this toolkit, a state dict or a TorchScript file"),
+        (argv(eight, "random", "--mean", "0.5,0.5,0.5"), "--mean describes a --checkpoint model"),
+        (argv(eight, "entropy", "--std", "1,2"), "argument --std: expected three comma-separated numbers"),
+    ]
+
+
+def test_bad_model_files_are_one_line_errors(synthetic_pool, models, tmp_path, capsys):
+    for argv, message in bad_cases(synthetic_pool, models, tmp_path):
+        assert message in fail(select, argv, capsys)
+        assert not (tmp_path / "next.json").exists()
+    argv = ["--checkpoint", str(tmp_path / "eight.pt"), "--data-root", str(synthetic_pool), "--workers", "0"]
+    assert "eight.pt: a TorchScript model does not name its dataset: give --dataset" in fail(evaluate, argv, capsys)
+
+
+def readme_blocks(heading):
+    """The fenced code blocks of one README section, by language."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = re.split(r"\n##+ ", text.split(f"\n### {heading}\n", 1)[1], maxsplit=1)[0]
+    return dict(re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S))
+
+
+def test_readme_example_runs_as_written(synthetic_pool, tmp_path):
+    """The README's TorchScript example, on a `folder` copy of the synthetic pool at the paths it names."""
+    blocks = readme_blocks("Models trained elsewhere")
+    shutil.copytree(synthetic_pool, tmp_path / "data" / "mine")
+    (tmp_path / "runs/mine/cycle0").mkdir(parents=True)
+    select.main(["--dataset", "folder", "--data-root", str(tmp_path / "data/mine"), "--method", "random",
+                 "--budget", "4", "--out", str(tmp_path / "runs/mine/cycle0/index.json")])
+    subprocess.run([sys.executable, "-c", blocks["python"]], cwd=tmp_path, check=True, capture_output=True)
+    command = blocks["bash"].replace("python select.py", f"{sys.executable} {REPO_ROOT / 'select.py'}")
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, capture_output=True)
+    index = json.loads((tmp_path / "next.json").read_text())
+    assert index["history"][-1]["method"] == "coreset" and len(index["history"][-1]["added"]) == 2
