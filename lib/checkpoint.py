@@ -66,7 +66,11 @@ def check_dataset(checkpoint, path, dataset):
     """A model trained on one label set must not score or be evaluated on another."""
     if checkpoint["class_names"] != dataset.class_names:
         raise UserError(
-            f"{path}: checkpoint was trained on classes of dataset {checkpoint['dataset']['name']!r} "
-            f"({len(checkpoint['class_names'])} classes), which differ from {dataset.name!r} "
-            f"({dataset.num_classes} classes)"
+            f"{path}: checkpoint was trained on other classes ({describe_classes(checkpoint['class_names'])}) "
+            f"than those of this {dataset.name!r} dataset ({describe_classes(dataset.class_names)})"
         )
+
+
+def describe_classes(names, shown=4):
+    """`8: sky, building, road, sidewalk, ...`"""
+    return f"{len(names)}: {', '.join(names[:shown])}{', ...' if len(names) > shown else ''}"

@@ -1,5 +1,6 @@
 """Argument types and checks shared by the three scripts."""
 import argparse
+import os
 from pathlib import Path
 
 from lib.errors import EXIT_USER_ERROR, UserError
@@ -45,8 +46,13 @@ def three_floats(text):
 def check_output_folders(**paths):
     """Fail before any work when an output's folder is missing: flag=path pairs, None skipped."""
     for flag, path in paths.items():
-        if path is not None and not Path(path).parent.resolve().is_dir():
-            raise UserError(f"--{flag.replace('_', '-')} {path}: folder {Path(path).parent} does not exist")
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not folder.resolve().is_dir():
+            raise UserError(f"--{flag.replace('_', '-')} {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):  # before training for hours, not at the first save
+            raise UserError(f"--{flag.replace('_', '-')} {path}: folder {folder} is not writable")
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

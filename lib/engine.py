@@ -86,7 +86,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progres
             logits = model(images)  # [B, C, H, W]
             loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"training diverged: loss is {loss.item()} (lower --lr?)")
+            raise UserError(f"--lr {optimizer.defaults['lr']:g}: training diverged, the loss is {loss.item()} "
+                            f"(try a lower --lr)")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

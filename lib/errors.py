@@ -13,6 +13,13 @@ EXIT_USER_ERROR = 2
 class UserError(Exception):
     """A mistake in the input that the user can fix; the message names the culprit."""
 
+    def __init__(self, message):
+        # A DataLoader worker's UserError (a corrupt image) is raised again in the main
+        # process as UserError(<the worker's whole traceback>): keep its last line.
+        if message.startswith("Caught UserError in DataLoader worker"):
+            message = message.rstrip().rpartition(f"{__name__}.UserError: ")[2]
+        super().__init__(message)
+
 
 def run_cli(main, argv=None):
     try:

@@ -11,6 +11,8 @@ import contextlib
 import torch
 from torch import nn
 
+from lib.errors import UserError
+
 
 def entropy_map(probs, eps=1e-12):
     """Shannon entropy in nats of [B, C, H, W] probabilities -> [B, H, W]."""
@@ -101,9 +103,18 @@ def score_items(model, batches, pixel_score, reduce, layout, device, amp):
             pixel = pixel_score(model, images.to(device, non_blocking=True))  # [B, H, W]
         items = layout(*pixel.shape[-2:])
         per_item = _per_item(pixel.float(), [box for _, box in items], reduce)  # [B, n_items]
-        for image_id, row in zip(image_ids, per_item.tolist()):
-            scores.update((image_id + suffix, score) for (suffix, _), score in zip(items, row))
+        batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
+        require_finite(per_item.flatten(), batch_ids, "score")
+        scores.update(zip(batch_ids, per_item.flatten().tolist()))
     return scores
+
+
+def require_finite(values, item_ids, what):
+    """NaN or infinite values [N, ...] (broken weights, float16 overflow) would be ranked as if they meant something."""
+    finite = torch.isfinite(values.reshape(len(item_ids), -1)).all(dim=1)  # [N]
+    if not finite.all():
+        bad = item_ids[int((~finite).nonzero()[0])]
+        raise UserError(f"--checkpoint: the model's {what} of item {bad!r} is NaN or infinite")
 
 
 @torch.no_grad()
@@ -121,6 +132,9 @@ def embed_items(model, feature_map, batches, layout, device, amp):
         height, width = images.shape[-2:]
         items = layout(height, width)
         boxes = [box.scaled(height, width, *maps.shape[-2:]) for _, box in items]
-        features.append(_per_item(maps, boxes, lambda window: window.mean(dim=(-2, -1))).flatten(0, 1).cpu())
-        ids.extend(image_id + suffix for image_id in image_ids for suffix, _ in items)
+        batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
+        batch = _per_item(maps, boxes, lambda window: window.mean(dim=(-2, -1))).flatten(0, 1)  # [B n_items, d]
+        require_finite(batch, batch_ids, "features")
+        features.append(batch.cpu())
+        ids.extend(batch_ids)
     return ids, torch.cat(features)
