@@ -39,6 +39,7 @@ else:
     from lib.acquire.reduce import REDUCTIONS
     from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
     from lib.data import DATASETS, open_dataset
+    from lib.data.pool import restrict_to_pool
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
     from lib.fileio import write_json
@@ -58,6 +59,8 @@ def get_args_parser():
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
     parser.add_argument("--data-root", required=True, help="dataset root folder")
     parser.add_argument("--split", default="train", help="split the pool is drawn from")
+    parser.add_argument("--pool", default=None,
+                        help="JSON list of image ids: the pool is these images of --split (default: all of them)")
     parser.add_argument("--index", default=None, help="current index file; omit to start a new experiment")
     parser.add_argument("--checkpoint", default=None,
                         help="model that scores the pool (methods that need one): a checkpoint of train.py, "
@@ -260,6 +263,8 @@ def main(argv=None):
     check_inputs(args, method)
 
     dataset = open_dataset(args.dataset, args.data_root, args.split)
+    if args.pool:
+        restrict_to_pool(dataset, args.pool)
     index = current_index(args, dataset)
     check_unit(args, method, index.unit)
     candidates, rules = pool_candidates(args, dataset, index)

@@ -21,6 +21,7 @@ import torch
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
 from lib.data import DATASETS, open_dataset
+from lib.data.pool import restrict_to_pool
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
     LR_SCHEDULES, LabeledCrops, epoch_loader, expected_total_steps, resolve_device, steps_per_epoch,
@@ -43,6 +44,9 @@ def get_args_parser():
     data.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset layout")
     data.add_argument("--data-root", required=True, help="dataset root folder")
     data.add_argument("--split", default="train", help="split the pool is drawn from")
+    data.add_argument("--pool", default=None,
+                      help="JSON list of image ids: the pool is these images of --split, as in select.py "
+                           "(default: all of them)")
     data.add_argument("--index", required=True, help="index file listing the labeled items")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="DeepLabv3+ backbone")
@@ -133,6 +137,8 @@ def main(argv=None):
     amp = args.amp and device.type == "cuda"
 
     dataset = open_dataset(args.dataset, args.data_root, args.split)
+    if args.pool:
+        restrict_to_pool(dataset, args.pool)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)
     labeled = labeled_items(args.index, index, dataset)
 

@@ -108,7 +108,8 @@ def load_index(path, pool_ids=None, dataset=None, unit=None):
         raise UserError(f"{path}: index unit is {file_unit.describe()}, expected {unit.describe()}")
     if pool_ids is not None and obj["pool_size"] != len(pool_ids):
         raise UserError(
-            f"{path}: index was made for a pool of {obj['pool_size']} images, the dataset has {len(pool_ids)}"
+            f"{path}: index was made for a pool of {obj['pool_size']} images, this one has {len(pool_ids)} "
+            f"(another --pool?)"
         )
     _validate_ids(path, obj["labeled"], file_unit, None if pool_ids is None else set(pool_ids))
     return LabeledIndex(obj["dataset"], obj["split"], file_unit, obj["pool_size"], obj["labeled"], obj["history"])

@@ -58,7 +58,7 @@ def test_with_cycle_refuses_relabeling_and_leaves_receiver_unchanged():
         ({"unit": {"type": "patch", "grid": [4, 4]}, "labeled": ["a#r4c0"]}, "'a#r4c0' does not fit unit patch 4x4"),
         ({"unit": {"type": "region", "size": 30}, "labeled": ["a#r1c1"]}, "does not fit unit region 30px"),
         ({"unit": {"type": "patch", "grid": [4, 4]}, "labeled": ["q#r0c0"]}, "'q#r0c0' is not in the pool"),
-        ({"pool_size": 9}, "pool of 9 images, the dataset has 4"),
+        ({"pool_size": 9}, "pool of 9 images, this one has 4"),
         ({"dataset": "camvid"}, "dataset 'camvid', not 'folder'"),
         ({"labeled": "a"}, "'labeled' missing or not a list"),
     ],
