@@ -27,6 +27,7 @@ def atomic_write(path, mode="wb"):
     except OSError as err:
         raise UserError(f"{path}: cannot write in {folder} ({err.strerror})") from None
     try:
+        os.fchmod(fd, new_file_mode())  # mkstemp's 0o600 would hide results from the rest of a lab
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -38,6 +39,13 @@ def atomic_write(path, mode="wb"):
         if isinstance(err, OSError):
             raise UserError(f"{path}: write failed ({err.strerror or err})") from None
         raise
+
+
+def new_file_mode():
+    """The permissions open() gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_json(path, obj):

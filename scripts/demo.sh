@@ -4,8 +4,10 @@
 # 4 cycles of 10 % chosen by `random` and by `entropy`, 2 seeds, and the table of
 # mIoU@50 and AUC@50. Run it again after a kill and it resumes where it stopped.
 #
-# Overridable: DATA_ROOT, OUT, METHODS, SEEDS, EPOCHS, DEVICE, ARCH.
+# Overridable: DATA_ROOT, OUT, METHODS, SEEDS, EPOCHS, DEVICE, ARCH. With --wait (or
+# WAIT=1) it waits for another run on the same OUT instead of exiting 75.
 set -euo pipefail
+if [ "${1:-}" = --wait ]; then export WAIT=1; fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 source "$REPO_ROOT/scripts/lib/al_loop.sh"
 

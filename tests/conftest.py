@@ -1,4 +1,6 @@
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,29 @@ def import_script(relative_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+LOOP_COMMAND = ["bash", "-c", f"source {REPO_ROOT}/scripts/lib/env.sh && source {REPO_ROOT}/scripts/lib/al_loop.sh "
+                "&& run_experiment"]
+
+
+def loop_env(pool, out, **overrides):
+    """The environment of LOOP_COMMAND for a tiny loop on `pool`: one seed, entropy and bald,
+    one acquisition cycle; keyword arguments replace or add variables."""
+    return {
+        **os.environ, "PYTHON": sys.executable, "DATASET": "synthetic", "DATA_ROOT": str(pool), "OUT": str(out),
+        "METHODS": "entropy bald", "SEEDS": "0", "INITIAL": "4", "STEP": "2", "CYCLES": "1",
+        "TRAIN_ARGS": "--arch tiny --epochs 2 --batch-size 2 --crop 32x48 --workers 0 --device cpu",
+        "SELECT_ARGS": "--workers 0 --device cpu", "EVAL_ARGS": "--workers 0 --device cpu", **overrides,
+    }
+
+
+def run_loop(pool, out, **overrides):
+    """Run scripts/lib/al_loop.sh (see loop_env) to the end; return what it printed."""
+    result = subprocess.run(LOOP_COMMAND, env=loop_env(pool, out, **overrides), capture_output=True, text=True,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout
 
 
 @pytest.fixture(scope="session")

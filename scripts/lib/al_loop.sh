@@ -12,6 +12,7 @@
 #   UNIT_ARGS           unit of annotation for select.py (e.g. --unit patch --grid 4x4)
 #   PRETRAINED          ImageNet backbone weights, for MEAL's map of the pool
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
+#   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #
 # Layout: OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}. The
 # initial cycle is the same random draw for every method of a seed, so it is
@@ -20,6 +21,11 @@
 # initial model in a subfolder named after the flags. MEAL's UMAP map of the pool
 # is fitted once per seed, next to the initial cycle (_initial/seed<k>/umap.pt).
 # Every step is skipped when its output exists: running the script again resumes it.
+#
+# For cron: one run per OUT at a time (OUT/.lock; a second one exits 75 at once, or
+# waits with WAIT=1), and everything printed is also appended to OUT/log.txt. Call
+# run_experiment as a plain command (not after `if`, `||` or `&&`, where bash turns
+# off set -e): a failing step stops the run and is its exit code.
 
 run_step() {  # run_step OUTPUT SCRIPT ARGS...: run a script unless OUTPUT exists
     local output=$1 script=$2
@@ -67,13 +73,51 @@ train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED [TRAIN FLAGS...]
         --data-root "$DATA_ROOT" --split "$VAL_SPLIT" --out "$dir/metrics.json" ${DEVICE:+--device "$DEVICE"} $EVAL_ARGS
 }
 
+lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it
+    # flock(1) is missing on macOS, and a POSIX lock (fcntl/lockf) dies with the process
+    # that took it; a flock(2) lock belongs to the open file description, so a helper
+    # that locks the fd it inherits from this shell leaves it held when it exits. The
+    # kernel drops it once the last holder of the fd exits, SIGKILL included; the steps
+    # inherit the fd, so a step that outlives a killed shell keeps OUT locked.
+    # fd 9 rather than {fd}: macOS's /bin/bash 3.2 lacks the latter.
+    exec 9>>"$OUT/.lock"
+    "$PYTHON" -c '
+import fcntl, os, sys, time
+out, pid, wait = sys.argv[1], sys.argv[2], sys.argv[3] not in ("", "0")
+try:
+    fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    with open(os.path.join(out, ".lock")) as lock:
+        holder = lock.read().strip() or "starting"
+    if not wait:
+        print(f"error: {out} is used by another run ({holder}); WAIT=1 or --wait waits for it", file=sys.stderr)
+        sys.exit(75)
+    print(f"waiting for {out}: used by another run ({holder})", flush=True)
+    fcntl.flock(9, fcntl.LOCK_EX)
+stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+os.ftruncate(9, 0)
+os.write(9, f"pid {pid} since {stamp}\n".encode())
+' "$OUT" "$$" "${WAIT:-}"
+}
+
 run_experiment() {
     : "${DATASET:?set DATASET}" "${DATA_ROOT:?set DATA_ROOT}" "${OUT:?set OUT}"
+    mkdir -p "$OUT"
+    (
+        set -euo pipefail  # a step's failure ends the run, and its exit code gets through tee
+        lock_experiment
+        # Python block-buffers a pipe: unbuffered, the log keeps the order of events and
+        # loses nothing when a run is killed.
+        export PYTHONUNBUFFERED=1
+        { echo "== $(date '+%Y-%m-%d %H:%M:%S') $0 (pid $$)"; run_cycles; } 2>&1 | tee -a "$OUT/log.txt"
+    )
+}
+
+run_cycles() {
     SPLIT=${SPLIT:-train} VAL_SPLIT=${VAL_SPLIT:-val}
     METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
     INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
-    mkdir -p "$OUT"
     local seed method cycle dir previous initial variant extra
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
@@ -92,7 +136,7 @@ run_experiment() {
                 dir="$OUT/$method/seed$seed/cycle$cycle"
                 previous="$OUT/$method/seed$seed/cycle$((cycle - 1))"
                 mkdir -p "$dir"
-                # shellcheck disable=SC2086
+                # shellcheck disable=SC2086,SC2046  # method_select_args is a word list too
                 run_step "$dir/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
                     --method "$method" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
                     --budget "$STEP" --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
