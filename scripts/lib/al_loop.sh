@@ -11,6 +11,7 @@
 #   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
 #   UNIT_ARGS           unit of annotation for select.py (e.g. --unit patch --grid 4x4)
 #   PRETRAINED          ImageNet backbone weights, for MEAL's map of the pool
+#   POOL                JSON list of image ids: the pool is these images of SPLIT (--pool)
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #
@@ -65,7 +66,7 @@ train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED [TRAIN FLAGS...]
     local dir=$1 seed=$2
     shift 2
     # shellcheck disable=SC2086  # *_ARGS are word lists on purpose
-    run_step "$dir/model.pt" train.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+    run_step "$dir/model.pt" train.py "${DATA_FLAGS[@]}" \
         --index "$dir/index.json" --out "$dir/model.pt" --resume --seed "$seed" ${DEVICE:+--device "$DEVICE"} \
         $TRAIN_ARGS "$@"
     # shellcheck disable=SC2086
@@ -118,12 +119,13 @@ run_cycles() {
     METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
     INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
+    DATA_FLAGS=(--dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" ${POOL:+--pool "$POOL"})
     local seed method cycle dir previous initial variant extra
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
         # shellcheck disable=SC2086
-        run_step "$initial/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+        run_step "$initial/index.json" select.py "${DATA_FLAGS[@]}" \
             --method "$INITIAL_METHOD" --budget "$INITIAL" --seed "$seed" --out "$initial/index.json" $UNIT_ARGS
         for method in $METHODS; do
             extra=$(method_train_args "$method")
@@ -137,7 +139,7 @@ run_cycles() {
                 previous="$OUT/$method/seed$seed/cycle$((cycle - 1))"
                 mkdir -p "$dir"
                 # shellcheck disable=SC2086,SC2046  # method_select_args is a word list too
-                run_step "$dir/index.json" select.py --dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" \
+                run_step "$dir/index.json" select.py "${DATA_FLAGS[@]}" \
                     --method "$method" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
                     --budget "$STEP" --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
                     ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS $(method_select_args "$method" "$seed")
