@@ -66,6 +66,16 @@ def mobilenet_file(tmp_path_factory):
     return path
 
 
+def train_tiny_model(pool, folder):
+    """folder/index.json (4 random images, by select.py) and folder/model.pt (a tiny model, 1 epoch, by train.py)."""
+    data = ["--dataset", "synthetic", "--data-root", str(pool)]
+    import_script("select.py").main([*data, "--method", "random", "--budget", "4", "--out", str(folder / "index.json")])
+    import_script("train.py").main([*data, "--index", str(folder / "index.json"), "--out", str(folder / "model.pt"),
+                                    "--arch", "tiny", "--epochs", "1", "--batch-size", "2", "--crop", "32x48",
+                                    "--workers", "0", "--device", "cpu"])
+    return folder
+
+
 def fail(script, argv, capsys):
     """Run a script's main as the command line would; return its one-line error."""
     with pytest.raises(SystemExit) as exit_info:

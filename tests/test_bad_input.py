@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import fail, import_script
+from conftest import fail, import_script, train_tiny_model
 from lib.data import open_dataset
 
 train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
@@ -27,14 +27,8 @@ SCRIPTS = {"train": train, "select": select, "evaluate": evaluate}
 
 @pytest.fixture(scope="module")
 def trained(synthetic_pool, tmp_path_factory):
-    """index.json (4 random images, by select.py) and model.pt (a tiny model trained on them, by train.py)."""
-    folder = tmp_path_factory.mktemp("trained")
-    select.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--method", "random", "--budget", "4",
-                 "--out", str(folder / "index.json")])
-    train.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--index", str(folder / "index.json"),
-                "--out", str(folder / "model.pt"), "--arch", "tiny", "--epochs", "1", "--batch-size", "2",
-                "--crop", "32x48", "--workers", "0", "--device", "cpu"])
-    return folder
+    """index.json (4 random images) and model.pt (a tiny model trained on them)."""
+    return train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("trained"))
 
 
 @dataclass

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO_ROOT, fail, import_script
+from conftest import REPO_ROOT, fail, import_script, train_tiny_model
 from lib.checkpoint import load_checkpoint
 from lib.models import build_model
 
-train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
+select, evaluate = import_script("select.py"), import_script("evaluate.py")
 
 CLASSES = 8  # the synthetic pool's
 
@@ -22,12 +22,7 @@ CLASSES = 8  # the synthetic pool's
 @pytest.fixture(scope="module")
 def models(synthetic_pool, tmp_path_factory):
     """A tiny checkpoint trained on 4 images, and the same network as a state dict and as traced TorchScript."""
-    folder = tmp_path_factory.mktemp("models")
-    select.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--method", "random", "--budget", "4",
-                 "--out", str(folder / "index.json")])
-    train.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--index", str(folder / "index.json"),
-                "--out", str(folder / "model.pt"), "--arch", "tiny", "--epochs", "1", "--batch-size", "2",
-                "--crop", "32x32", "--workers", "0", "--device", "cpu"])
+    folder = train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("models"))
     checkpoint = load_checkpoint(folder / "model.pt")
     torch.save(checkpoint["model"], folder / "weights.pt")
     model = build_model(checkpoint["model_args"])
