@@ -26,7 +26,8 @@ class Frame:
 
 
 class SegmentationDataset:
-    def __init__(self, name, split, image_paths, mask_paths, class_names, frames=None, label_map=None):
+    def __init__(self, name, split, image_paths, mask_paths, class_names, frames=None, label_map=None,
+                 decode_mask=None):
         self.name = name
         self.split = split
         self.ids = sorted(image_paths)  # a canonical order makes seeded selections reproducible
@@ -35,6 +36,9 @@ class SegmentationDataset:
         # [256] uint8 lookup from the values stored in the mask files to class ids, for
         # layouts whose files use other ids (CamVid's void 11, Cityscapes' labelIds).
         self.label_map = label_map
+        # path -> [H, W] uint8 class ids, in place of read_label and label_map, for layouts
+        # whose masks are not one channel of ids (A2D2's colours); picklable for loader workers.
+        self.decode_mask = decode_mask
         self._image_paths = image_paths
         self._mask_paths = mask_paths
         self._sizes = {}  # id -> (H, W): pixel budgets and region layouts ask for sizes item by item
@@ -73,9 +77,12 @@ class SegmentationDataset:
         path = self._mask_paths.get(image_id)
         if path is None:
             return None
-        mask = read_label(path)
-        if self.label_map is not None:
-            mask = self.label_map[mask]
+        if self.decode_mask is not None:
+            mask = self.decode_mask(path)
+        else:
+            mask = read_label(path)
+            if self.label_map is not None:
+                mask = self.label_map[mask]
         invalid = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
         if invalid.any():
             raise UserError(
@@ -150,3 +157,12 @@ def read_label(path):
     if array.max(initial=0) > IGNORE_INDEX:
         raise UserError(f"{path}: class id {int(array.max())} does not fit a label map")
     return array.astype(np.uint8)
+
+
+def read_colour_label(path):
+    """[H, W, 3] uint8 of a mask that codes classes as colours. One-channel files are refused:
+    every grey value would decode to an unknown colour, a mask of nothing but ignore."""
+    image = _open(path)
+    if image.mode not in ("RGB", "RGBA", "P"):
+        raise UserError(f"{path}: a colour-coded mask must be an RGB image, got mode {image.mode}")
+    return np.asarray(image.convert("RGB"))
