@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -58,6 +59,22 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
     stdout = run_loop(synthetic_pool, out)
     assert "run train.py" not in stdout and "run select.py" not in stdout and stdout.count("skip ") == 11  # the initial selection, then 5 steps per method
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+
+
+def test_method_variants_and_the_fully_supervised_reference(synthetic_pool, tmp_path):
+    """<m>-ssl waits for train.py --ssl; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on everything."""
+    out = tmp_path / "experiment"
+    stdout = run_loop(synthetic_pool, out, METHODS="uniform5-entropy entropy-ssl", FULL="1")
+    if "--ssl" not in subprocess.run([sys.executable, REPO_ROOT / "train.py", "--help"], capture_output=True,
+                                     text=True).stdout:
+        assert "skip entropy-ssl: needs train.py --ssl (semi-supervised training), which this version lacks" in stdout
+        assert not (out / "entropy-ssl").exists()
+    last = read(out / "uniform5-entropy/seed0/cycle1/index.json")["history"][-1]
+    assert last["method"] == "entropy" and last["prefilter"] == "uniform@5"
+    assert all(item_id.endswith("_f00") for item_id in last["added"])  # frame 0 of each sequence of 2
+    full = read(out / "_full/seed0/metrics.json")
+    assert full["labeled_fraction"] == 1.0 and full["labeled"] == 12
+    assert "uniform5-entropy" in read(out / "summary.json")["methods"]
 
 
 def test_selection_is_byte_identical_for_the_same_seed(synthetic_pool, experiment, tmp_path):

@@ -4,8 +4,12 @@
 #   DATASET DATA_ROOT   dataset layout and root (required)
 #   OUT                 experiment directory
 #   SPLIT VAL_SPLIT     pool split and evaluation split       (train, val)
-#   METHODS SEEDS       acquisition methods and seeds          ("random entropy", "0 1 2")
-#   INITIAL STEP        initial random budget, budget per cycle (10%, 10%)
+#   VAL_DATASET VAL_DATA_ROOT   where the evaluation split lives  (DATASET, DATA_ROOT)
+#   METHODS SEEDS       acquisition methods and seeds          ("random entropy", "0 1 2"); a
+#                       method named <m>-ssl is <m> on models trained with --ssl $SSL $SSL_ARGS,
+#                       uniform5-entropy is entropy on every 5th frame (the study's Uniform(@5)+Entropy)
+#   INITIAL STEP        initial random budget, budget per cycle (10%, 10%); STEP= (empty)
+#                       leaves it to select.py (per-image region ranking: regions x images)
 #   INITIAL_METHOD      how the initial items are drawn (random; random-images for MEAL)
 #   CYCLES              acquisition cycles after the initial one (4)
 #   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
@@ -13,6 +17,11 @@
 #   PRETRAINED          ImageNet backbone weights, for MEAL's map of the pool
 #   POOL                JSON list of image ids: the pool is these images of SPLIT (--pool)
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
+#   SETTING             the paper setting whose published table evaluate.py prints beside ours
+#   SUMMARY_ARGS        extra flags for evaluate.py --experiment (e.g. --x-axis pixels)
+#   PREPARE             a command run first, under the lock (e.g. building the setting's pools)
+#   FULL                1: also train and evaluate on the whole pool (OUT/_full/seed<k>), the
+#                       fully supervised reference
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #
 # Layout: OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}. The
@@ -49,16 +58,33 @@ link_files() {  # link_files FROM_DIR TO_DIR FILES...: share finished files with
     done
 }
 
+acquisition_of() {  # acquisition_of METHOD: the select.py --method behind an experiment's method name
+    case $1 in
+        *-ssl) acquisition_of "${1%-ssl}" ;;
+        uniform5-entropy) echo entropy ;;
+        *) echo "$1" ;;
+    esac
+}
+
 method_train_args() {  # method_train_args METHOD: the train.py flags a method needs in its models
     # BALD samples dropout at selection; the study trains every other method without it.
     case $1 in
+        *-ssl) echo "--ssl ${SSL:-s4gan} ${SSL_ARGS:-} $(method_train_args "${1%-ssl}")" ;;
         bald) echo "--mc-dropout" ;;
     esac
 }
 
 method_select_args() {  # method_select_args METHOD SEED: the select.py flags a method needs
     case $1 in
+        *-ssl) method_select_args "${1%-ssl}" "$2" ;;
         meal) echo "--umap-cache $OUT/_initial/seed$2/umap.pt${PRETRAINED:+ --pretrained $PRETRAINED}" ;;
+        uniform5-entropy) echo "--prefilter uniform@5" ;;
+    esac
+}
+
+missing_feature() {  # missing_feature METHOD: what this version lacks to run the method (nothing: fails)
+    case $1 in
+        *-ssl) "$PYTHON" "$REPO_ROOT/train.py" --help | grep -q -- "--ssl" || echo "train.py --ssl (semi-supervised training)" ;;
     esac
 }
 
@@ -70,8 +96,9 @@ train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED [TRAIN FLAGS...]
         --index "$dir/index.json" --out "$dir/model.pt" --resume --seed "$seed" ${DEVICE:+--device "$DEVICE"} \
         $TRAIN_ARGS "$@"
     # shellcheck disable=SC2086
-    run_step "$dir/metrics.json" evaluate.py --checkpoint "$dir/model.pt" --dataset "$DATASET" \
-        --data-root "$DATA_ROOT" --split "$VAL_SPLIT" --out "$dir/metrics.json" ${DEVICE:+--device "$DEVICE"} $EVAL_ARGS
+    run_step "$dir/metrics.json" evaluate.py --checkpoint "$dir/model.pt" --dataset "$VAL_DATASET" \
+        --data-root "$VAL_DATA_ROOT" --split "$VAL_SPLIT" --out "$dir/metrics.json" ${DEVICE:+--device "$DEVICE"} \
+        $EVAL_ARGS
 }
 
 lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it
@@ -110,26 +137,33 @@ run_experiment() {
         # Python block-buffers a pipe: unbuffered, the log keeps the order of events and
         # loses nothing when a run is killed.
         export PYTHONUNBUFFERED=1
-        { echo "== $(date '+%Y-%m-%d %H:%M:%S') $0 (pid $$)"; run_cycles; } 2>&1 | tee -a "$OUT/log.txt"
+        { echo "== $(date '+%Y-%m-%d %H:%M:%S') $0 (pid $$)"; ${PREPARE:-}; run_cycles; } 2>&1 | tee -a "$OUT/log.txt"
     )
 }
 
 run_cycles() {
-    SPLIT=${SPLIT:-train} VAL_SPLIT=${VAL_SPLIT:-val}
+    SPLIT=${SPLIT:-train} VAL_SPLIT=${VAL_SPLIT:-val} VAL_DATASET=${VAL_DATASET:-$DATASET}
+    VAL_DATA_ROOT=${VAL_DATA_ROOT:-$DATA_ROOT}
     METHODS=${METHODS:-random entropy} SEEDS=${SEEDS:-0 1 2}
-    INITIAL=${INITIAL:-10%} STEP=${STEP:-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
+    INITIAL=${INITIAL:-10%} STEP=${STEP-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
     DATA_FLAGS=(--dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" ${POOL:+--pool "$POOL"})
-    local seed method cycle dir previous initial variant extra
+    local seed method cycle dir previous initial variant extra missing
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
         # shellcheck disable=SC2086
         run_step "$initial/index.json" select.py "${DATA_FLAGS[@]}" \
             --method "$INITIAL_METHOD" --budget "$INITIAL" --seed "$seed" --out "$initial/index.json" $UNIT_ARGS
+        [ "${FULL:-0}" = 0 ] || train_full "$seed"
         for method in $METHODS; do
+            missing=$(missing_feature "$method")
+            if [ -n "$missing" ]; then
+                echo "skip $method: needs $missing, which this version lacks"
+                continue
+            fi
             extra=$(method_train_args "$method")
-            variant=$initial${extra:+/${extra//-/}}  # --mc-dropout -> _initial/seed<k>/mcdropout
+            variant=$initial${extra:+/$(echo "$extra" | tr -d ' -')}  # --mc-dropout -> _initial/seed<k>/mcdropout
             [ "$variant" = "$initial" ] || link_files "$initial" "$variant" index.json
             # shellcheck disable=SC2086
             train_and_evaluate "$variant" "$seed" $extra
@@ -140,13 +174,23 @@ run_cycles() {
                 mkdir -p "$dir"
                 # shellcheck disable=SC2086,SC2046  # method_select_args is a word list too
                 run_step "$dir/index.json" select.py "${DATA_FLAGS[@]}" \
-                    --method "$method" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
-                    --budget "$STEP" --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
+                    --method "$(acquisition_of "$method")" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
+                    ${STEP:+--budget "$STEP"} --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
                     ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS $(method_select_args "$method" "$seed")
                 # shellcheck disable=SC2086
                 train_and_evaluate "$dir" "$seed" $extra
             done
         done
     done
-    "$PYTHON" "$REPO_ROOT/evaluate.py" --experiment "$OUT" ${BUDGET:+--budget "$BUDGET"}
+    # shellcheck disable=SC2086
+    "$PYTHON" "$REPO_ROOT/evaluate.py" --experiment "$OUT" ${BUDGET:+--budget "$BUDGET"} ${SETTING:+--setting "$SETTING"} \
+        ${SUMMARY_ARGS:-}
+}
+
+train_full() {  # train_full SEED: the fully supervised reference, every image of the pool labeled whole
+    local dir="$OUT/_full/seed$1"
+    mkdir -p "$dir"
+    run_step "$dir/index.json" select.py "${DATA_FLAGS[@]}" --method random --budget 100% --seed "$1" \
+        --out "$dir/index.json"
+    train_and_evaluate "$dir" "$1"
 }

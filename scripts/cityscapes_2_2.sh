@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The study's Cityscapes, 2-2 setting ("Best Practices in Active Learning for Semantic
+# Segmentation"): 2 % of the 2,975 training images at random, then 2 % per cycle up to 10 %; mIoU@10 and AUC@10 on the validation split, beside the
+# published table.
+#
+#   DATA_ROOT=/data/cityscapes bash scripts/cityscapes_2_2.sh
+#
+# DATA_ROOT is Cityscapes (leftImg8bit/, gtFine/).
+# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, ARCH, PRETRAINED, FULL
+# (scripts/lib/study.sh, scripts/lib/al_loop.sh). Run it again after a kill and it resumes.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/study.sh"
+run_study cityscapes 2% 2% 4 10

@@ -1,0 +1,45 @@
+# The protocol of "Best Practices in Active Learning for Semantic Segmentation"
+# (appendix B), shared by the scripts of its settings: DeepLabv3+ with an ImageNet
+# backbone, SGD lr 1e-3, momentum 0.9, weight decay 5e-4, poly schedule, batch 8,
+# 100 epochs per cycle, random crop and flip (256x512; 321x321 on VOC), 3 seeds.
+# The study's WRN-38 is not among our backbones: ARCH (resnet50) and PRETRAINED
+# (imagenet: torchvision's file in the torch hub cache; empty: none) choose.
+# Methods: Random, Entropy, EqualAL, BALD, Coreset, each also with s4GAN
+# semi-supervised training (<method>-ssl; skipped with a message while train.py has
+# no --ssl).
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+source "$REPO_ROOT/scripts/lib/al_loop.sh"
+
+STUDY_METHODS="random entropy equal bald coreset random-ssl entropy-ssl equal-ssl bald-ssl coreset-ssl"
+
+run_study() {  # run_study DATASET INITIAL STEP CYCLES [B]: budgets as select.py takes them (10%, 1000)
+    DATASET=$1 INITIAL=$2 STEP=$3 CYCLES=${CYCLES:-$4} BUDGET=${BUDGET:-${5:-}}
+    SETTING=$(basename "$0" .sh)
+    OUT=${OUT:-$REPO_ROOT/runs/$SETTING}
+    METHODS=${METHODS:-$STUDY_METHODS}
+    SEEDS=${SEEDS:-0 1 2}
+    SSL=s4gan
+    local crop=256x512 pretrained=${PRETRAINED-imagenet}
+    [ "$DATASET" != voc ] || crop=321x321
+    TRAIN_ARGS="--arch ${ARCH:-resnet50} ${pretrained:+--pretrained $pretrained} --optimizer sgd --lr 1e-3
+        --momentum 0.9 --weight-decay 5e-4 --lr-schedule poly --batch-size 8 --epochs ${EPOCHS:-100}
+        --crop ${CROP:-$crop}"
+    run_experiment
+}
+
+run_a2d2_pool() {  # run_a2d2_pool POOL INITIAL STEP CYCLES B: the study on a redundant pool (0f 5f 11f 21f aug)
+    A2D2_ROOT=$DATA_ROOT POOLS=${POOLS:-$REPO_ROOT/runs/a2d2_pools} PREPARE=build_a2d2_pools
+    if [ "$1" = aug ]; then  # a folder dataset of its own, evaluated on A2D2's validation sequence
+        VAL_DATASET=a2d2 VAL_DATA_ROOT=$A2D2_ROOT DATA_ROOT=$POOLS/pool_aug
+        run_study folder "$2" "$3" "$4" "$5"
+    else
+        POOL=$POOLS/pool_$1.json
+        run_study a2d2 "$2" "$3" "$4" "$5"
+    fi
+}
+
+build_a2d2_pools() {  # the pools of every A2D2 setting, built once (deterministic: seed 0) and shared
+    mkdir -p "$POOLS"
+    run_step "$POOLS/pool_aug.json" scripts/make_a2d2_pools.py --dataset a2d2 --data-root "$A2D2_ROOT" \
+        --out "$POOLS" --seed 0
+}
