@@ -7,6 +7,8 @@ r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a cur
     python evaluate.py --predictions preds/ --dataset folder --data-root data/mine --split val
     # a whole experiment: curves, mIoU@B and AUC@B per method over seeds
     python evaluate.py --experiment runs/x --budget 50
+    # the same in a paper's table layout, its published numbers beside ours (published/<setting>.json)
+    python evaluate.py --experiment runs/cityscapes_10_10 --setting cityscapes_10_10
     # one curve given as {"budgets": [...], "miou": [...]} in percent
     python evaluate.py --curve curve.json --budget 50
 """
@@ -26,8 +28,10 @@ from lib.fileio import read_json, write_json, write_text
 from lib.metrics import auc_at_budget, confusion_matrix, miou_at_budget
 from lib.model_files import ModelFile, add_model_file_args
 from lib.progress import Progress
+from lib.published import load_setting, setting_names, with_published
 from lib.report import (
-    CURVE_AXES, collect_curves, curves_csv, default_budget, evaluation_record, format_table, summarize, summary_csv,
+    CURVE_AXES, FULL, collect_curves, collect_references, curves_csv, default_budget, evaluation_record,
+    format_reach, format_table, plot_curves, summarize, summary_csv, table_rows,
 )
 
 
@@ -44,13 +48,20 @@ def get_args_parser():
     parser.add_argument("--split", default="val", help="split to evaluate on")
     parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="B in %% of the pool for mIoU@B and AUC@B (default: the largest budget all curves reach)")
-    parser.add_argument("--x-axis", default="items", choices=sorted(CURVE_AXES),
-                        help="--experiment: budgets in %% of the pool's items (images, patches) or of its pixels")
+                        help="B in %% of the pool for mIoU@B and AUC@B (default: the --setting's, else the largest "
+                             "budget all curves reach)")
+    parser.add_argument("--setting", metavar="NAME",
+                        help="--experiment: print the table of this paper setting with its published numbers beside "
+                             f"ours ({', '.join(setting_names())})")
+    parser.add_argument("--x-axis", default=None, choices=sorted(CURVE_AXES),
+                        help="--experiment: budgets in %% of the pool's items (images, patches) or of its pixels "
+                             "(default: the --setting's, else items)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    parser.add_argument("--cache-dir", default=None,
+                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more disk; filled on first use")
     add_model_file_args(parser)
     return parser
 
@@ -60,7 +71,7 @@ def evaluate_checkpoint(args):
     dataset_name = args.dataset or model_file.dataset_name
     if dataset_name is None:
         raise UserError(f"{args.checkpoint}: a {model_file.kind} does not name its dataset: give --dataset")
-    dataset = open_dataset(dataset_name, args.data_root, args.split)
+    dataset = open_dataset(dataset_name, args.data_root, args.split, args.cache_dir)
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     if not ids:
         raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
@@ -117,14 +128,45 @@ def evaluate_predictions(args):
 
 
 def summarize_experiment(args):
-    curves = collect_curves(args.experiment, args.x_axis)
-    summary = summarize(curves, args.budget if args.budget is not None else default_budget(curves))
-    print(format_table(summary))
+    setting = load_setting(args.setting) if args.setting else None
+    axis = args.x_axis or (setting["x_axis"] if setting else "items")
     root = Path(args.experiment)
-    write_json(root / "summary.json", {**summary, "curves": {m: {str(s): p for s, p in c.items()} for m, c in curves.items()}})
-    write_text(root / "summary.csv", summary_csv(summary))
+    curves = collect_curves(root, axis)
+    try:
+        summary = summarize(curves, *experiment_budgets(args.budget, setting, curves), collect_references(root))
+    except UserError as err:
+        if setting is None or args.budget is not None:
+            raise
+        raise UserError(f"{err}; --setting {args.setting} compares at the paper's budget, --budget chooses "
+                        "another") from None
+    if setting:
+        summary = with_published(summary, setting)
+    rows = table_rows(summary)
+    print(format_table(summary, rows))
+    reach = format_reach(summary, rows, axis)
+    if reach:
+        print(reach)
+    write_json(root / "summary.json", {**summary, "x_axis": axis,
+                                       "curves": {m: {str(s): p for s, p in c.items()} for m, c in curves.items()}})
+    write_text(root / "summary.csv", summary_csv(summary, rows))
     write_text(root / "curves.csv", curves_csv(curves))
     print(f"wrote {root / 'summary.json'}, {root / 'summary.csv'}, {root / 'curves.csv'}")
+    full = summary.get("references", {}).get(FULL)
+    if plot_curves(curves, root / "curves.png", axis, args.setting or root.name,
+                   full["miou_at_budget"]["mean"] if full else None):
+        print(f"wrote {root / 'curves.png'}")
+    else:
+        print("curves.png not drawn: matplotlib is not installed (pip install matplotlib)")
+
+
+def experiment_budgets(budget, setting, curves):
+    """(B of AUC@B, B of mIoU@B): --budget for both, else the setting's, else the largest all curves reach."""
+    if budget is not None:
+        return budget, budget
+    if setting:
+        return setting["budget"], setting["miou_budget"]
+    budget = default_budget(curves)
+    return budget, budget
 
 
 def evaluate_curve(args):
@@ -142,6 +184,8 @@ def evaluate_curve(args):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.setting and not args.experiment:
+        raise UserError("--setting goes with --experiment: it prints an experiment's table beside the paper's")
     if args.experiment:
         return summarize_experiment(args)
     if args.curve:

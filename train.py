@@ -35,7 +35,7 @@ from lib.progress import Progress, format_duration
 from lib.units import items_by_image, labeled_fractions
 
 # Flags that do not change the result: a resumed run may differ in them.
-RESUME_NEUTRAL = {"resume", "workers", "log_interval"}
+RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
 
 
 def get_args_parser():
@@ -77,6 +77,8 @@ def get_args_parser():
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                      help="float16 mixed precision (CUDA only)")
     run.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    run.add_argument("--cache-dir", default=None,
+                     help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more disk; filled on first use")
     run.add_argument("--log-interval", type=float, default=30.0, help="seconds between progress lines when not on a terminal")
     return parser
 
@@ -136,7 +138,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     amp = args.amp and device.type == "cuda"
 
-    dataset = open_dataset(args.dataset, args.data_root, args.split)
+    dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
     if args.pool:
         restrict_to_pool(dataset, args.pool)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)

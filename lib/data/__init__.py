@@ -4,6 +4,7 @@ A new layout is one module with one opener function and one line here.
 """
 from lib.data import a2d2, camvid, cityscapes, folder, synthetic, voc
 from lib.data.base import IGNORE_INDEX, Frame, SegmentationDataset
+from lib.data.cache import DecodedCache
 from lib.errors import UserError
 
 DATASETS = {
@@ -16,10 +17,14 @@ DATASETS = {
 }
 
 
-def open_dataset(name, root, split):
+def open_dataset(name, root, split, cache_dir=None):
+    """The split of a layout; with `cache_dir`, its images and masks are decoded once (lib.data.cache)."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r} (choices: {', '.join(sorted(DATASETS))})")
-    return DATASETS[name](root, split)
+    dataset = DATASETS[name](root, split)
+    if cache_dir is not None:
+        dataset.cache = DecodedCache(cache_dir)
+    return dataset
 
 
 __all__ = ["DATASETS", "IGNORE_INDEX", "Frame", "SegmentationDataset", "open_dataset"]

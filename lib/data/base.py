@@ -42,6 +42,7 @@ class SegmentationDataset:
         self._image_paths = image_paths
         self._mask_paths = mask_paths
         self._sizes = {}  # id -> (H, W): pixel budgets and region layouts ask for sizes item by item
+        self.cache = None  # a lib.data.cache.DecodedCache (--cache-dir), or None to decode every time
 
     @property
     def num_classes(self):
@@ -69,14 +70,24 @@ class SegmentationDataset:
         return image_id in self._mask_paths
 
     def load_image(self, image_id):
-        """[H, W, 3] uint8 RGB; greyscale, palette, RGBA and 16-bit files are converted."""
-        return read_rgb(self._image_paths[image_id])
+        """[H, W, 3] uint8 RGB; greyscale, palette, RGBA and 16-bit files are converted.
+
+        From the cache, a read-only array mapped from disk: callers copy what they keep.
+        """
+        path = self._image_paths[image_id]
+        return self.cache.load(self, "images", image_id, path, read_rgb) if self.cache else read_rgb(path)
 
     def load_mask(self, image_id):
-        """[H, W] uint8 class ids with IGNORE_INDEX for void, or None when the image is unlabeled."""
+        """[H, W] uint8 class ids with IGNORE_INDEX for void, or None when the image is unlabeled.
+
+        From the cache, a read-only array mapped from disk, checked when it was cached.
+        """
         path = self._mask_paths.get(image_id)
         if path is None:
             return None
+        return self.cache.load(self, "masks", image_id, path, self._read_mask) if self.cache else self._read_mask(path)
+
+    def _read_mask(self, path):
         if self.decode_mask is not None:
             mask = self.decode_mask(path)
         else:

@@ -36,10 +36,15 @@ def random_crop_flip(image, mask, crop, rng, flip=True):
 
 def image_to_tensor(image, mean, std):
     """[H, W, 3] uint8 -> [3, H, W] float32, normalised with the model's mean and std."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    tensor = torch.from_numpy(writable(image)).permute(2, 0, 1).float().div_(255)
     return tensor.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
 
 
 def mask_to_tensor(mask):
     """[H, W] uint8 -> [H, W] int64 class ids."""
-    return torch.from_numpy(np.ascontiguousarray(mask)).long()
+    return torch.from_numpy(writable(mask)).long()
+
+
+def writable(array):
+    """A C-contiguous, writable array: torch takes no read-only memory (a crop of a cached, mapped image)."""
+    return np.require(array, requirements=("C", "W"))
