@@ -78,7 +78,8 @@ def get_args_parser():
                      help="float16 mixed precision (CUDA only)")
     run.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
     run.add_argument("--cache-dir", default=None,
-                     help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more disk; filled on first use")
+                     help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
+                          "more disk; filled on first use")
     run.add_argument("--log-interval", type=float, default=30.0, help="seconds between progress lines when not on a terminal")
     return parser
 
