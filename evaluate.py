@@ -61,7 +61,8 @@ def get_args_parser():
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
     parser.add_argument("--cache-dir", default=None,
-                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more disk; filled on first use")
+                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
+                             "more disk; filled on first use")
     add_model_file_args(parser)
     return parser
 

@@ -62,12 +62,12 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
 
 
 def test_method_variants_and_the_fully_supervised_reference(synthetic_pool, tmp_path):
-    """<m>-ssl waits for train.py --ssl; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on everything."""
+    """<m>-ssl waits for its --ssl mode; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on everything."""
     out = tmp_path / "experiment"
-    stdout = run_loop(synthetic_pool, out, METHODS="uniform5-entropy entropy-ssl", FULL="1")
-    if "--ssl" not in subprocess.run([sys.executable, REPO_ROOT / "train.py", "--help"], capture_output=True,
+    stdout = run_loop(synthetic_pool, out, METHODS="uniform5-entropy entropy-ssl", FULL="1", SSL="s4gan")
+    if "s4gan" not in subprocess.run([sys.executable, REPO_ROOT / "train.py", "--help"], capture_output=True,
                                      text=True).stdout:
-        assert "skip entropy-ssl: needs train.py --ssl (semi-supervised training), which this version lacks" in stdout
+        assert "skip entropy-ssl: needs train.py --ssl s4gan, which this version lacks" in stdout
         assert not (out / "entropy-ssl").exists()
     last = read(out / "uniform5-entropy/seed0/cycle1/index.json")["history"][-1]
     assert last["method"] == "entropy" and last["prefilter"] == "uniform@5"

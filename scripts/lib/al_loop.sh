@@ -84,7 +84,22 @@ method_select_args() {  # method_select_args METHOD SEED: the select.py flags a 
 
 missing_feature() {  # missing_feature METHOD: what this version lacks to run the method (nothing: fails)
     case $1 in
-        *-ssl) "$PYTHON" "$REPO_ROOT/train.py" --help | grep -q -- "--ssl" || echo "train.py --ssl (semi-supervised training)" ;;
+        *-ssl)
+            local help flag
+            help=$("$PYTHON" "$REPO_ROOT/train.py" --help)
+            if ! grep -qE -- "--ssl \{([a-z0-9-]+,)*${SSL:-s4gan}(,[a-z0-9-]+)*\}" <<<"$help"; then
+                echo "train.py --ssl ${SSL:-s4gan}"
+                return
+            fi
+            for flag in ${SSL_ARGS:-}; do
+                case $flag in --*) grep -q -- "$flag" <<<"$help" || { echo "train.py $flag"; return; } ;; esac
+            done ;;
+    esac
+}
+
+teacher_args() {  # teacher_args METHOD PREVIOUS_CYCLE_DIR: self-training's teacher is the previous cycle's model
+    case $1 in
+        *-ssl) [ "${SSL:-s4gan}" != selftrain ] || echo "--teacher $2/model.pt" ;;
     esac
 }
 
@@ -177,8 +192,8 @@ run_cycles() {
                     --method "$(acquisition_of "$method")" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
                     ${STEP:+--budget "$STEP"} --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
                     ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS $(method_select_args "$method" "$seed")
-                # shellcheck disable=SC2086
-                train_and_evaluate "$dir" "$seed" $extra
+                # shellcheck disable=SC2086,SC2046
+                train_and_evaluate "$dir" "$seed" $extra $(teacher_args "$method" "$previous")
             done
         done
     done

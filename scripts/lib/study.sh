@@ -12,8 +12,9 @@ source "$REPO_ROOT/scripts/lib/al_loop.sh"
 
 STUDY_METHODS="random entropy equal bald coreset random-ssl entropy-ssl equal-ssl bald-ssl coreset-ssl"
 
-run_study() {  # run_study DATASET INITIAL STEP CYCLES [B]: budgets as select.py takes them (10%, 1000)
-    DATASET=$1 INITIAL=$2 STEP=$3 CYCLES=${CYCLES:-$4} BUDGET=${BUDGET:-${5:-}}
+run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py takes them (10%, 1000)
+    # B of mIoU@B and AUC@B comes with the published table (published/<setting>.json); BUDGET overrides it.
+    DATASET=$1 INITIAL=$2 STEP=$3 CYCLES=${CYCLES:-$4}
     SETTING=$(basename "$0" .sh)
     OUT=${OUT:-$REPO_ROOT/runs/$SETTING}
     METHODS=${METHODS:-$STUDY_METHODS}
@@ -27,14 +28,14 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES [B]: budgets as select.py
     run_experiment
 }
 
-run_a2d2_pool() {  # run_a2d2_pool POOL INITIAL STEP CYCLES B: the study on a redundant pool (0f 5f 11f 21f aug)
+run_a2d2_pool() {  # run_a2d2_pool POOL INITIAL STEP CYCLES: the study on a redundant pool (0f 5f 11f 21f aug)
     A2D2_ROOT=$DATA_ROOT POOLS=${POOLS:-$REPO_ROOT/runs/a2d2_pools} PREPARE=build_a2d2_pools
     if [ "$1" = aug ]; then  # a folder dataset of its own, evaluated on A2D2's validation sequence
         VAL_DATASET=a2d2 VAL_DATA_ROOT=$A2D2_ROOT DATA_ROOT=$POOLS/pool_aug
-        run_study folder "$2" "$3" "$4" "$5"
+        run_study folder "$2" "$3" "$4"
     else
         POOL=$POOLS/pool_$1.json
-        run_study a2d2 "$2" "$3" "$4" "$5"
+        run_study a2d2 "$2" "$3" "$4"
     fi
 }
 
