@@ -32,8 +32,10 @@ from lib.fileio import sha256_of
 from lib.index import load_index
 from lib.models import ARCHS, build_model, load_pretrained_backbone
 from lib.progress import Progress, format_duration
+from lib.semisup.selftrain import PseudoLabeledCrops, pseudo_label_files, unlabeled_batches
 from lib.units import items_by_image, labeled_fractions
 
+SSL_MODES = ("none", "selftrain")
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
 
@@ -69,6 +71,19 @@ def get_args_parser():
                        help="poly: lr * (1 - step/total)^0.9 (DeepLab); constant: no schedule (MEAL)")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     optim.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
+    ssl = parser.add_argument_group("semi-supervised training")
+    ssl.add_argument("--ssl", default="none", choices=SSL_MODES,
+                     help="selftrain: also train on the teacher's confident labels of the unlabeled pixels (S4AL+), "
+                          "with dropout in the decoder as the student's noise")
+    ssl.add_argument("--teacher", default=None,
+                     help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass the "
+                          "previous cycle's model); without it the run is supervised only")
+    ssl.add_argument("--pseudo-threshold", type=float, default=0.7,
+                     help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
+    ssl.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
+                     help="selftrain: pseudo-labeled crops added to every step's labeled batch")
+    ssl.add_argument("--pseudo-dir", default=None,
+                     help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
@@ -87,6 +102,12 @@ def get_args_parser():
 def check_args(args):
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
+    if args.ssl != "selftrain":
+        given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir)) if value]
+        if given:
+            raise UserError(f"{given[0]} labels unlabeled pixels for --ssl selftrain, but --ssl is {args.ssl}")
+    if not 0 < args.pseudo_threshold <= 1:
+        raise UserError(f"--pseudo-threshold must be in (0, 1], got {args.pseudo_threshold}")
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
     check_output_folders(out=args.out)
@@ -132,6 +153,24 @@ def labeled_items(path, index, dataset):
     return items
 
 
+def pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device):
+    """Self-training's pseudo-labeled crops of the images with unlabeled pixels, or None when not self-training."""
+    if args.ssl != "selftrain" or args.teacher is None:
+        return None
+    per_image = index.unit.items_per_image  # None for regions: a labeled image always keeps unlabeled pixels
+    images = [image_id for image_id in dataset.ids
+              if image_id not in labeled or per_image is None or len(labeled[image_id]) < per_image]
+    if not images:
+        return None
+    folder = Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
+    print(f"pseudo labels of {len(images)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
+          f"in {folder}")
+    paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, dataset, images, device,
+                               args.batch_size, args.workers)
+    return PseudoLabeledCrops(dataset, index.unit, paths, labeled, args.crop, args.seed, preprocess["mean"],
+                              preprocess["std"])
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
@@ -147,7 +186,7 @@ def main(argv=None):
 
     model_args = {
         "arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride,
-        "mc_dropout": args.mc_dropout,
+        "mc_dropout": args.mc_dropout or args.ssl == "selftrain",  # the noisy student's noise
     }
     torch.manual_seed(args.seed)
     model = build_model(model_args)
@@ -177,6 +216,7 @@ def main(argv=None):
     crops = LabeledCrops(
         dataset, index.unit, labeled, args.crop, args.flip, args.seed, preprocess["mean"], preprocess["std"]
     )
+    pseudo = pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device)
     item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, dataset.ids, dataset.image_size)
     description = {
         "model_args": model_args,
@@ -207,7 +247,8 @@ def main(argv=None):
         torch.manual_seed(args.seed * 100_003 + epoch)  # dropout and any other torch randomness of this epoch
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
-        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress)
+        unlabeled = pseudo and unlabeled_batches(pseudo, epoch, args.unlabeled_batch_size, args.workers)
+        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled)
         state = {
             **description,
             "epoch": epoch,

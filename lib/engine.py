@@ -75,16 +75,33 @@ def epoch_loader(crops, epoch, batch_size, workers):
     )
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress):
-    """One pass over `loader`; returns the mean loss."""
+def mean_cross_entropy(logits, masks):
+    """Cross-entropy averaged over the pixels that are not ignored; 0 when all are (a crop of unconfident pixels)."""
+    total = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (masks != IGNORE_INDEX).sum().clamp_min(1)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None):
+    """One pass over `loader`; returns the mean loss.
+
+    `unlabeled`, for self-training, yields a batch of pseudo-labeled crops per step: it
+    goes through the model with the labeled batch, and its cross-entropy is added.
+    """
     model.train()
     amp = scaler.is_enabled()
     total = 0.0
     for images, masks in loader:
+        parts = [len(images)]
+        if unlabeled is not None:
+            extra_images, extra_masks = next(unlabeled)
+            images, masks = torch.cat([images, extra_images]), torch.cat([masks, extra_masks])
+            parts.append(len(extra_images))
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             logits = model(images)  # [B, C, H, W]
-            loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+            # Each part is averaged over its own pixels: a few labels are not drowned by many pseudo labels.
+            loss = sum(mean_cross_entropy(part_logits, part_masks)
+                       for part_logits, part_masks in zip(logits.split(parts), masks.split(parts)))
         if not torch.isfinite(loss):
             raise UserError(f"--lr {optimizer.defaults['lr']:g}: training diverged, the loss is {loss.item()} "
                             f"(try a lower --lr)")

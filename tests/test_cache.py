@@ -61,4 +61,5 @@ def test_training_from_the_cache_reaches_the_same_weights(synthetic_pool, tmp_pa
     dataset = open_dataset("synthetic", synthetic_pool, "train", tmp_path / "cache")
     assert len(list((tmp_path / "cache/synthetic/train/masks").iterdir())) == 4  # the labeled images' masks
     image_id = dataset.ids[0]
-    assert (dataset.load_image(image_id) == open_dataset("synthetic", synthetic_pool, "train").load_image(image_id)).all()
+    decoded = open_dataset("synthetic", synthetic_pool, "train").load_image(image_id)
+    assert (dataset.load_image(image_id) == decoded).all()

@@ -1,0 +1,1 @@
+"""Semi-supervised training: what train.py --ssl adds to the labeled images (lib.semisup.selftrain)."""

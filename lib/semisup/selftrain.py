@@ -1,0 +1,104 @@
+"""Self-training with pseudo labels (S4AL+; Xie et al., "Self-training with Noisy Student", CVPR 2020).
+
+A teacher (the previous cycle's model) labels every unlabeled pixel whose softmax
+confidence reaches a threshold (0.7); the other pixels are ignored. The labels are
+computed once per cycle and kept as uint8 PNGs next to the student's checkpoint, not
+predicted again at every step. The student trains on the labeled images (weak
+augmentation: crop, flip) and on the pseudo-labeled ones (strong augmentation,
+lib.semisup.augment) with dropout as its noise. A pixel with a true label always
+keeps it: partially labeled images (patches, regions) are pseudo-labeled only where
+no annotator labeled them.
+"""
+import hashlib
+import itertools
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
+from lib.data.base import IGNORE_INDEX, read_label
+from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.engine import iterate_batches
+from lib.fileio import atomic_write, read_json, sha256_of, write_json
+from lib.semisup.augment import strong_augment
+
+STAMP = "pseudo.json"  # what the cached labels were made from; written after every label
+
+
+def confident_labels(probs, threshold):
+    """[B, C, H, W] probabilities -> [B, H, W] uint8: the argmax where its probability reaches `threshold`,
+    IGNORE_INDEX elsewhere."""
+    confidence, classes = probs.max(dim=1)
+    return torch.where(confidence >= threshold, classes, IGNORE_INDEX).to(torch.uint8)
+
+
+def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, device, batch_size, workers):
+    """{image id: its pseudo-label PNG in `folder`}, predicted by the teacher unless `folder` already holds them.
+
+    The folder is reused only when its stamp names the same teacher file (sha256),
+    threshold and images: a new cycle's teacher relabels everything.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {image_id: folder / f"{image_id}.png" for image_id in image_ids}
+    stamp = {"teacher_sha256": sha256_of(teacher_path), "threshold": threshold,
+             "images": hashlib.sha256("\n".join(image_ids).encode()).hexdigest()}
+    if (folder / STAMP).exists() and read_json(folder / STAMP, "pseudo-label stamp") == stamp:
+        return paths
+    (folder / STAMP).unlink(missing_ok=True)  # labels of another teacher must not pass for this one's
+    checkpoint = load_checkpoint(teacher_path)
+    check_dataset(checkpoint, teacher_path, dataset)
+    teacher = model_from_checkpoint(checkpoint, device)
+    mean, std = checkpoint["preprocess"]["mean"], checkpoint["preprocess"]["std"]
+    with torch.no_grad():
+        for batch_ids, images, _ in iterate_batches(dataset, image_ids, mean, std, batch_size, workers):
+            probs = teacher(images.to(device)).float().softmax(dim=1)  # [B, C, H, W]
+            for image_id, labels in zip(batch_ids, confident_labels(probs, threshold).cpu().numpy()):
+                with atomic_write(paths[image_id]) as handle:
+                    Image.fromarray(labels).save(handle, format="PNG")
+    write_json(folder / STAMP, stamp)
+    return paths
+
+
+class PseudoLabeledCrops(Dataset):
+    """Strongly augmented crops of the images with unlabeled pixels; targets are pseudo labels, true ones where known.
+
+    `labeled` maps the images that have labeled items to those items (their masks are
+    read only inside them); set `epoch` before each epoch.
+    """
+
+    def __init__(self, dataset, unit, pseudo_paths, labeled, crop, seed, mean, std):
+        self.dataset, self.unit, self.pseudo_paths, self.labeled = dataset, unit, pseudo_paths, labeled
+        self.ids = list(pseudo_paths)
+        self.crop, self.seed, self.mean, self.std = crop, seed, mean, std
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.ids)
+
+    def target(self, image_id):
+        """[H, W] uint8: the annotators' labels inside the labeled items, the teacher's elsewhere."""
+        target = read_label(self.pseudo_paths[image_id])
+        if image_id not in self.labeled:
+            return target
+        mask = self.dataset.load_mask(image_id)
+        return np.where(self.unit.labeled_area(self.labeled[image_id], *mask.shape), mask, target)
+
+    def __getitem__(self, i):
+        image_id = self.ids[i]
+        rng = random.Random(f"{self.seed}/{self.epoch}/unlabeled/{i}")
+        image, target = random_crop_flip(self.dataset.load_image(image_id), self.target(image_id), self.crop, rng)
+        image, target = strong_augment(image, target, rng)
+        return image_to_tensor(image, self.mean, self.std), mask_to_tensor(target)
+
+
+def unlabeled_batches(crops, epoch, batch_size, workers):
+    """Endless batches of `crops` for an epoch; passes in orders drawn from (seed, epoch, pass)."""
+    for repeat in itertools.count():  # as many passes as the labeled images' steps take
+        crops.epoch = epoch * 1_000_000 + repeat
+        order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(
+            crops.seed * 100_003 + crops.epoch))
+        yield from DataLoader(crops, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+                              drop_last=len(crops) > batch_size)

@@ -1,0 +1,110 @@
+"""Self-training (train.py --ssl selftrain): pseudo labels, their cache, true labels first, strong augmentation."""
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import fail, import_script, run_loop, train_tiny_model
+from lib.data import IGNORE_INDEX, open_dataset
+from lib.data.base import read_label
+from lib.engine import mean_cross_entropy
+from lib.semisup import selftrain
+from lib.semisup.augment import strong_augment
+from lib.units import Unit
+
+train, select = import_script("train.py"), import_script("select.py")
+
+
+@pytest.fixture(scope="module")
+def teacher(synthetic_pool, tmp_path_factory):
+    return train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("teacher"))
+
+
+def test_only_confident_pixels_get_a_label():
+    probs = torch.tensor([[0.9, 0.5, 0.6], [0.1, 0.5, 0.4]]).view(1, 2, 1, 3)  # [B, C, H, W]: 2 classes, 3 pixels
+    assert selftrain.confident_labels(probs, 0.6).tolist() == [[[0, IGNORE_INDEX, 0]]]
+    assert selftrain.confident_labels(probs, 0.7).tolist() == [[[0, IGNORE_INDEX, IGNORE_INDEX]]]
+
+
+def pseudo_files(pool, teacher, folder, threshold):
+    dataset = open_dataset("synthetic", pool, "train")
+    return selftrain.pseudo_label_files(folder, teacher / "model.pt", threshold, dataset, dataset.ids[:5],
+                                        torch.device("cpu"), 2, 0)
+
+
+def test_pseudo_labels_are_cached_until_the_teacher_or_threshold_changes(synthetic_pool, teacher, tmp_path,
+                                                                         monkeypatch):
+    paths = pseudo_files(synthetic_pool, teacher, tmp_path, threshold=1e-6)  # every pixel's top class passes
+    labels = {image_id: read_label(path) for image_id, path in paths.items()}
+    assert all(label.shape == (32, 48) and (label < 8).all() for label in labels.values())
+    loads = []
+    monkeypatch.setattr(selftrain, "load_checkpoint", lambda path: loads.append(path) or fail_loudly())
+    assert pseudo_files(synthetic_pool, teacher, tmp_path, threshold=1e-6) == paths and not loads  # cached
+    monkeypatch.undo()
+    stricter = pseudo_files(synthetic_pool, teacher, tmp_path, threshold=0.99)
+    assert all((read_label(path) == IGNORE_INDEX).all() for path in stricter.values())  # a 1-epoch model is unsure
+    assert json.loads((tmp_path / "pseudo.json").read_text())["threshold"] == 0.99
+
+
+def fail_loudly():
+    raise AssertionError("the teacher ran although its labels were cached")
+
+
+def test_true_labels_win_over_pseudo_labels(synthetic_pool, teacher, tmp_path):
+    dataset = open_dataset("synthetic", synthetic_pool, "train")
+    image_id = dataset.ids[0]
+    unit = Unit("patch", (2, 2))
+    wrong = tmp_path / f"{image_id}.png"
+    Image.fromarray(np.full((32, 48), 7, np.uint8)).save(wrong)  # a pseudo label that is class 7 everywhere
+    crops = selftrain.PseudoLabeledCrops(dataset, unit, {image_id: wrong}, {image_id: [f"{image_id}#r0c1"]},
+                                         (32, 48), 0, (0, 0, 0), (1, 1, 1))
+    target, truth = crops.target(image_id), dataset.load_mask(image_id)
+    assert (target[:16, 24:] == truth[:16, 24:]).all()  # the labeled patch: the annotator's labels
+    assert (target[16:] == 7).all() and (target[:16, :24] == 7).all()  # everywhere else: the teacher's
+
+
+def test_strong_augmentation_is_seeded_and_ignores_what_it_cuts_out():
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    target = np.ones((40, 60), np.uint8)
+    views = [strong_augment(image, target, random.Random(seed)) for seed in ("a", "a", "b")]
+    assert (views[0][0] == views[1][0]).all() and not (views[0][0] == views[2][0]).all()
+    cut = [t == IGNORE_INDEX for _, t in (strong_augment(image, target, random.Random(s)) for s in range(20))]
+    assert any(c.any() for c in cut) and all(c.sum() < target.size for c in cut)
+    with_cutout = next(seed for seed in range(20) if cut[seed].any())
+    hidden_image, hidden_target = strong_augment(image, target, random.Random(with_cutout))
+    assert (hidden_image[hidden_target == IGNORE_INDEX] == 0).all()
+
+
+def test_a_crop_without_a_confident_pixel_adds_no_loss():
+    logits = torch.randn(2, 3, 4, 4)
+    assert mean_cross_entropy(logits, torch.full((2, 4, 4), IGNORE_INDEX)).item() == 0
+    masks = torch.randint(0, 3, (2, 4, 4))
+    assert torch.isclose(mean_cross_entropy(logits, masks), torch.nn.functional.cross_entropy(logits, masks))
+
+
+def test_selftrain_through_the_command_line(synthetic_pool, teacher, tmp_path, capsys):
+    argv = ["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--index", str(teacher / "index.json"),
+            "--arch", "tiny", "--epochs", "1", "--batch-size", "2", "--crop", "32x48", "--workers", "0",
+            "--device", "cpu", "--out", str(tmp_path / "student.pt")]
+    train.main([*argv, "--ssl", "selftrain", "--teacher", str(teacher / "model.pt"), "-u", "3"])
+    student = torch.load(tmp_path / "student.pt", weights_only=True)
+    assert student["model_args"]["mc_dropout"] and student["train_args"]["ssl"] == "selftrain"
+    labeled = set(json.loads((teacher / "index.json").read_text())["labeled"])
+    pseudo = {p.stem for p in (tmp_path / "pseudo").glob("*.png")}
+    assert pseudo == set(open_dataset("synthetic", synthetic_pool, "train").ids) - labeled
+    assert "--teacher labels unlabeled pixels for --ssl selftrain" in fail(
+        train, [*argv, "--teacher", str(teacher / "model.pt")], capsys)
+    assert "--pseudo-threshold must be in (0, 1]" in fail(
+        train, [*argv, "--ssl", "selftrain", "--pseudo-threshold", "1.5"], capsys)
+
+
+def test_the_loop_makes_each_cycle_the_teacher_of_the_next(synthetic_pool, tmp_path):
+    out = tmp_path / "experiment"
+    run_loop(synthetic_pool, out, METHODS="entropy-ssl", SSL="selftrain")
+    cycle0, cycle1 = (out / "entropy-ssl/seed0" / f"cycle{c}" for c in (0, 1))
+    first, second = (torch.load(c / "model.pt", weights_only=True)["train_args"] for c in (cycle0, cycle1))
+    assert first["ssl"] == second["ssl"] == "selftrain" and first["teacher"] is None  # no teacher before cycle 1
+    assert second["teacher"] == str(cycle0 / "model.pt") and len(list((cycle1 / "pseudo").glob("*.png"))) == 6
