@@ -6,6 +6,10 @@ r"""Train a segmentation model on the labeled items of an index file.
 Images, patches or regions: with patch and region units an image is trained on
 with its labeled items only, and the loss ignores every other pixel.
 
+With --contrastive reco the model gets ReCo's representation head, trained with the
+regional contrastive loss beside the cross-entropy (S4AL+); select.py and evaluate.py
+ignore the head.
+
 A checkpoint is written after every epoch next to --out (`<out>.resume`); with
 --resume a killed run continues from it and reaches the same final weights as an
 uninterrupted run. The finished model is written to --out and the resume file is
@@ -32,10 +36,15 @@ from lib.fileio import sha256_of
 from lib.index import load_index
 from lib.models import ARCHS, build_model, load_pretrained_backbone
 from lib.progress import Progress, format_duration
+from lib.semisup.reco import ReCo
 from lib.semisup.selftrain import PseudoLabeledCrops, pseudo_label_files, unlabeled_batches
 from lib.units import items_by_image, labeled_fractions
 
 SSL_MODES = ("none", "selftrain")
+CONTRASTIVE_MODES = ("none", "reco")
+# ReCo's defaults (Liu et al.); the flags default to None so that one given without --contrastive reco is caught.
+RECO_DEFAULTS = {"embed_dim": 256, "reco_weight": 1.0, "reco_temperature": 0.5, "reco_queries": 256,
+                 "reco_negatives": 512, "reco_strong_threshold": 0.97}
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
 
@@ -84,6 +93,28 @@ def get_args_parser():
                      help="selftrain: pseudo-labeled crops added to every step's labeled batch")
     ssl.add_argument("--pseudo-dir", default=None,
                      help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
+    contrastive = parser.add_argument_group("contrastive learning")
+    contrastive.add_argument("--contrastive", default="none", choices=CONTRASTIVE_MODES,
+                             help="reco: a representation head trained with ReCo's regional contrastive loss beside "
+                                  "the cross-entropy (S4AL+), on every pixel with a true or pseudo label")
+    contrastive.add_argument("--embed-dim", type=positive_int, default=None,
+                             help=f"reco: channels of the head's unit-norm embeddings "
+                                  f"(default: {RECO_DEFAULTS['embed_dim']})")
+    contrastive.add_argument("--reco-weight", type=float, default=None,
+                             help=f"reco: weight of the loss beside the cross-entropy "
+                                  f"(default: {RECO_DEFAULTS['reco_weight']})")
+    contrastive.add_argument("--reco-temperature", type=float, default=None,
+                             help=f"reco: temperature of the similarities and of the negative classes' sampling "
+                                  f"(default: {RECO_DEFAULTS['reco_temperature']})")
+    contrastive.add_argument("--reco-queries", type=positive_int, default=None,
+                             help=f"reco: hard pixels per class and step that are pulled to their class mean "
+                                  f"(default: {RECO_DEFAULTS['reco_queries']})")
+    contrastive.add_argument("--reco-negatives", type=positive_int, default=None,
+                             help=f"reco: pixels of other classes each query is pushed from "
+                                  f"(default: {RECO_DEFAULTS['reco_negatives']})")
+    contrastive.add_argument("--reco-strong-threshold", type=float, default=None,
+                             help=f"reco: a pixel is a query while the model's probability of its label is below "
+                                  f"this (default: {RECO_DEFAULTS['reco_strong_threshold']})")
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
@@ -110,7 +141,27 @@ def check_args(args):
         raise UserError(f"--pseudo-threshold must be in (0, 1], got {args.pseudo_threshold}")
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
+    check_reco_args(args)
     check_output_folders(out=args.out)
+
+
+def check_reco_args(args):
+    """Refuse ReCo's flags without --contrastive reco; with it, fill in the defaults (recorded in the checkpoint)."""
+    given = [name for name in RECO_DEFAULTS if getattr(args, name) is not None]
+    if args.contrastive != "reco":
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UserError(f"{flag} configures --contrastive reco, but --contrastive is {args.contrastive}")
+        return
+    for name, value in RECO_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.reco_weight <= 0:
+        raise UserError(f"--reco-weight must be positive, got {args.reco_weight}")
+    if args.reco_temperature <= 0:
+        raise UserError(f"--reco-temperature must be positive, got {args.reco_temperature}")
+    if not 0 < args.reco_strong_threshold <= 1:
+        raise UserError(f"--reco-strong-threshold must be in (0, 1], got {args.reco_strong_threshold}")
 
 
 def make_optimizer(args, model):
@@ -120,10 +171,18 @@ def make_optimizer(args, model):
     return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
+def as_train_args(values):
+    """Flags as a checkpoint records them (JSON-like: tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 def resume_state(path, train_args, index_sha256):
     """The in-progress checkpoint when it belongs to this very run, else a UserError."""
     checkpoint = load_checkpoint(path)
-    saved = {k: v for k, v in checkpoint["train_args"].items() if k not in RESUME_NEUTRAL}
+    parser = get_args_parser()
+    # A flag added after the file was written reads as its default: what that run did.
+    recorded = as_train_args({**{k: parser.get_default(k) for k in train_args}, **checkpoint["train_args"]})
+    saved = {k: v for k, v in recorded.items() if k not in RESUME_NEUTRAL}
     wanted = {k: v for k, v in train_args.items() if k not in RESUME_NEUTRAL}
     changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
     if changed:
@@ -174,7 +233,7 @@ def pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device):
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
-    train_args = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+    train_args = as_train_args(vars(args))
     device = resolve_device(args.device)
     amp = args.amp and device.type == "cuda"
 
@@ -188,6 +247,8 @@ def main(argv=None):
         "arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride,
         "mc_dropout": args.mc_dropout or args.ssl == "selftrain",  # the noisy student's noise
     }
+    if args.contrastive == "reco":
+        model_args["embed_dim"] = args.embed_dim
     torch.manual_seed(args.seed)
     model = build_model(model_args)
     if args.pretrained:
@@ -217,6 +278,10 @@ def main(argv=None):
         dataset, index.unit, labeled, args.crop, args.flip, args.seed, preprocess["mean"], preprocess["std"]
     )
     pseudo = pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device)
+    reco = None
+    if args.contrastive == "reco":
+        reco = ReCo(args.reco_weight, args.reco_strong_threshold, args.reco_temperature, args.reco_queries,
+                    args.reco_negatives, args.seed)
     item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, dataset.ids, dataset.image_size)
     description = {
         "model_args": model_args,
@@ -248,7 +313,9 @@ def main(argv=None):
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
         unlabeled = pseudo and unlabeled_batches(pseudo, epoch, args.unlabeled_batch_size, args.workers)
-        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled)
+        if reco is not None:
+            reco.epoch = epoch
+        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled, reco)
         state = {
             **description,
             "epoch": epoch,

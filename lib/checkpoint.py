@@ -3,7 +3,7 @@
 A checkpoint is a plain dict (torchvision references' shape, nanoGPT's model_args):
 
     format, version      "al-seg-checkpoint", 1
-    model_args           {"arch", "num_classes", "output_stride", "mc_dropout"} -> lib.models.build_model
+    model_args           {"arch", "num_classes", "output_stride", "mc_dropout"[, "embed_dim"]} -> lib.models.build_model
     preprocess           {"mean", "std"} the input normalisation the weights expect
     class_names          names of the classes, index = class id
     dataset              {"name", "split"} the pool the model was trained on

@@ -1,8 +1,9 @@
 """Training and inference loops shared by the scripts.
 
 Everything random in training is derived from (seed, epoch): the sample order, each
-sample's crop and flip, and the torch RNG for dropout. A run resumed at an epoch
-boundary therefore continues exactly as the uninterrupted run would have.
+sample's crop and flip, the torch RNG for dropout, and the contrastive loss's draws
+(from (seed, epoch, step)). A run resumed at an epoch boundary therefore continues
+exactly as the uninterrupted run would have.
 """
 import random
 
@@ -81,16 +82,18 @@ def mean_cross_entropy(logits, masks):
     return total / (masks != IGNORE_INDEX).sum().clamp_min(1)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None):
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None, contrastive=None):
     """One pass over `loader`; returns the mean loss.
 
     `unlabeled`, for self-training, yields a batch of pseudo-labeled crops per step: it
     goes through the model with the labeled batch, and its cross-entropy is added.
+    `contrastive` (lib.semisup.reco.ReCo), for a model with a representation head, adds
+    its term over the whole batch, true and pseudo labels alike.
     """
     model.train()
     amp = scaler.is_enabled()
     total = 0.0
-    for images, masks in loader:
+    for step, (images, masks) in enumerate(loader):
         parts = [len(images)]
         if unlabeled is not None:
             extra_images, extra_masks = next(unlabeled)
@@ -98,10 +101,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progres
             parts.append(len(extra_images))
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images)  # [B, C, H, W]
+            if contrastive is None:
+                logits = model(images)  # [B, C, H, W]
+            else:
+                logits, embeddings = model.forward_with_embeddings(images)  # [B, C, H, W], [B, D, H/4, W/4]
             # Each part is averaged over its own pixels: a few labels are not drowned by many pseudo labels.
             loss = sum(mean_cross_entropy(part_logits, part_masks)
                        for part_logits, part_masks in zip(logits.split(parts), masks.split(parts)))
+        if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
+            loss = loss + contrastive(logits, embeddings, masks, step)
         if not torch.isfinite(loss):
             raise UserError(f"--lr {optimizer.defaults['lr']:g}: training diverged, the loss is {loss.item()} "
                             f"(try a lower --lr)")

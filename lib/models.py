@@ -17,9 +17,14 @@ times. Models without `mc_dropout` have no dropout at all, as in the study, wher
 Random, Entropy, EqualAL and Coreset are trained without it. Coreset's features are
 the ASPP output averaged over an image or patch; MEAL's the backbone's last stage.
 
+Models with `embed_dim` > 0 carry ReCo's representation head (Liu et al., ICLR 2022;
+S4AL+'s contrastive head) on the decoder's last feature map, beside the classifier:
+`forward_with_embeddings` returns its unit-norm embeddings for the contrastive loss
+of training; `forward`, `encode` and `decode` never run it, so inference ignores it.
+
 Models are built from a plain JSON-able dict (nanoGPT's `model_args`) that
 checkpoints carry, so `select.py` / `evaluate.py` rebuild a network from the file
-alone:
+alone (`embed_dim` is optional: checkpoints from before the head lack it):
 
     model = build_model({"arch": "mobilenet_v2", "num_classes": 11, "output_stride": 16, "mc_dropout": False})
     load_pretrained_backbone(model, "imagenet", "mobilenet_v2")   # never downloads
@@ -43,6 +48,8 @@ OUTPUT_STRIDES = (16, 8)
 ASPP_CHANNELS = 256  # DeepLabv3: 256 filters per ASPP branch and after the projection
 LOW_LEVEL_CHANNELS = 48  # DeepLabv3+ Sec. 4.1: 48 channels for the reduced low-level features
 MC_DROPOUT = 0.1  # "best practices" study: 3 dropout layers, p=0.1, decoder only
+REQUIRED_ARGS = ("arch", "num_classes", "output_stride", "mc_dropout")
+OPTIONAL_ARGS = {"embed_dim": 0}  # the default builds the model these keys did not exist for
 
 
 # ---------------------------------------------------------------------------------
@@ -261,23 +268,48 @@ class Decoder(nn.Module):
         )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
-    def forward(self, low, aspp_out):  # low: [B, C_low, H/4, W/4], aspp_out: [B, head, H/os, W/os]
+    def features(self, low, aspp_out):  # low: [B, C_low, H/4, W/4], aspp_out: [B, head, H/os, W/os]
+        """The last feature map, which the classifier and the representation head share: [B, head, H/4, W/4]."""
         low = self.reduce(low)  # [B, 48, H/4, W/4]
         high = F.interpolate(self.aspp_dropout(aspp_out), size=low.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.fuse(torch.cat([high, low], dim=1))  # [B, head, H/4, W/4]
-        return self.classifier(x)  # [B, num_classes, H/4, W/4]
+        return self.fuse(torch.cat([high, low], dim=1))  # [B, head, H/4, W/4]
+
+    def forward(self, low, aspp_out):
+        return self.classifier(self.features(low, aspp_out))  # [B, num_classes, H/4, W/4]
+
+
+def _init_convs(*modules):
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
 
 def _dropout(p):
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
+def representation_head(channels, embed_dim):
+    """ReCo's representation head, 1x1 convolutions on the decoder's features (theirs starts with a 3x3 on the
+    fused input; here the decoder's two 3x3 convs are shared with the classifier)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, embed_dim, 1),
+    )
+
+
 class DeepLabV3Plus(nn.Module):
-    def __init__(self, arch, num_classes, output_stride=16, mc_dropout=False):
+    def __init__(self, arch, num_classes, output_stride=16, mc_dropout=False, embed_dim=0):
         super().__init__()
         self.model_args = {
             "arch": arch, "num_classes": num_classes, "output_stride": output_stride, "mc_dropout": mc_dropout,
         }
+        if embed_dim:  # a model without the head keeps the model_args it always had
+            self.model_args["embed_dim"] = embed_dim
         dropout = MC_DROPOUT if mc_dropout else 0.0
         self.backbone = BACKBONES[arch](output_stride)
         self.backbone_frozen = False  # a training choice (freeze_backbone), not part of model_args
@@ -287,12 +319,13 @@ class DeepLabV3Plus(nn.Module):
         self.aspp = ASPP(self.backbone.high_channels, rates, self.backbone.head_channels)
         self.decoder = Decoder(self.backbone.low_channels, num_classes, dropout, self.backbone.head_channels)
         # Only the head is initialised here; torchvision initialised the backbone.
-        for module in (self.aspp, self.decoder):
-            for m in module.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+        _init_convs(self.aspp, self.decoder)
+        self.representation = None
+        if embed_dim:
+            # Built and initialised last: the rest of the network starts from the same
+            # weights for a seed with or without it.
+            self.representation = representation_head(self.backbone.head_channels, embed_dim)
+            _init_convs(self.representation)
 
     def freeze_backbone(self):
         """Train only ASPP and decoder (MEAL's protocol): no gradients and fixed BatchNorm statistics in the backbone."""
@@ -314,12 +347,22 @@ class DeepLabV3Plus(nn.Module):
 
     def decode(self, low, aspp_out, out_size):
         """-> logits [B, num_classes, *out_size]; all dropout of the model happens here."""
-        logits = self.decoder(low, aspp_out)  # [B, num_classes, H/4, W/4]
-        return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
+        return _upsample(self.decoder(low, aspp_out), out_size)
 
     def forward(self, x):  # x: [B, 3, H, W]
         low, aspp_out = self.encode(x)
         return self.decode(low, aspp_out, x.shape[-2:])  # [B, num_classes, H, W]
+
+    def forward_with_embeddings(self, x):
+        """Training with the contrastive loss, on a model with `embed_dim`: x [B, 3, H, W] ->
+        (logits [B, num_classes, H, W] as forward's, embeddings [B, embed_dim, H/4, W/4] of unit L2 norm over dim 1)."""
+        features = self.decoder.features(*self.encode(x))  # [B, head, H/4, W/4]
+        logits = _upsample(self.decoder.classifier(features), x.shape[-2:])  # [B, num_classes, H, W]
+        return logits, F.normalize(self.representation(features), dim=1)  # [B, embed_dim, H/4, W/4]
+
+
+def _upsample(logits, size):  # [B, C, H/4, W/4] -> [B, C, *size]
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def has_mc_dropout(model):
@@ -327,11 +370,14 @@ def has_mc_dropout(model):
 
 
 def build_model(model_args):
-    """Build a DeepLabV3Plus from {"arch", "num_classes", "output_stride", "mc_dropout"} (as stored in checkpoints)."""
-    expected = {"arch", "num_classes", "output_stride", "mc_dropout"}
-    if not isinstance(model_args, dict) or set(model_args) != expected:
+    """Build a DeepLabV3Plus from {"arch", "num_classes", "output_stride", "mc_dropout"} and optionally
+    "embed_dim" (as stored in checkpoints)."""
+    allowed = {*REQUIRED_ARGS, *OPTIONAL_ARGS}
+    if not isinstance(model_args, dict) or not set(REQUIRED_ARGS) <= model_args.keys() <= allowed:
         got = sorted(model_args) if isinstance(model_args, dict) else type(model_args).__name__
-        raise UserError(f"model_args must have exactly the keys {sorted(expected)}, got {got}")
+        raise UserError(f"model_args must have the keys {sorted(REQUIRED_ARGS)} and may have "
+                        f"{sorted(OPTIONAL_ARGS)}, got {got}")
+    model_args = {**OPTIONAL_ARGS, **model_args}
     arch, num_classes, output_stride = model_args["arch"], model_args["num_classes"], model_args["output_stride"]
     if arch not in BACKBONES:
         raise UserError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
@@ -342,7 +388,10 @@ def build_model(model_args):
         raise UserError(f"invalid number of classes {num_classes!r}; it must be an integer >= 2")
     if not isinstance(model_args["mc_dropout"], bool):
         raise UserError(f"mc_dropout must be true or false, got {model_args['mc_dropout']!r}")
-    return DeepLabV3Plus(arch, num_classes, output_stride, model_args["mc_dropout"])
+    embed_dim = model_args["embed_dim"]
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 0:
+        raise UserError(f"invalid embed_dim {embed_dim!r}; it must be an integer >= 0 (0: no representation head)")
+    return DeepLabV3Plus(arch, num_classes, output_stride, model_args["mc_dropout"], embed_dim)
 
 
 # ---------------------------------------------------------------------------------

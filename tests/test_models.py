@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from lib.checkpoint import model_from_checkpoint
 from lib.errors import UserError
 from lib.models import ARCHS, BACKBONES, IMAGENET_FILES, build_model, has_mc_dropout, load_pretrained_backbone
 
@@ -112,11 +113,44 @@ def test_train_step_with_batch_of_one():
     assert model.backbone.stem[0][0].weight.grad is not None
 
 
-def test_model_args_are_json():
-    args = {"arch": "tiny", "num_classes": 3, "output_stride": 8, "mc_dropout": True}
+@pytest.mark.parametrize("extra", [{}, {"embed_dim": 16}], ids=["plain", "with head"])
+def test_model_args_are_json(extra):
+    args = {"arch": "tiny", "num_classes": 3, "output_stride": 8, "mc_dropout": True, **extra}
     model = build_model(json.loads(json.dumps(args)))
     assert model.model_args == args
     assert model.aspp.branches[1][0].dilation == (12, 12)  # rates double at OS 8
+
+
+TINY_ARGS = {"arch": "tiny", "num_classes": NUM_CLASSES, "output_stride": 16, "mc_dropout": False}
+
+
+def test_representation_head_embeddings_are_unit_norm_and_forward_ignores_them():
+    torch.manual_seed(0)
+    model = build_model({**TINY_ARGS, "embed_dim": 16}).eval()
+    x = torch.randn(2, 3, 65, 97)  # [B, 3, H, W]
+    with torch.no_grad():
+        logits = model(x)
+        with_embeddings, embeddings = model.forward_with_embeddings(x)
+    assert torch.is_tensor(logits) and logits.shape == (2, NUM_CLASSES, 65, 97)
+    torch.testing.assert_close(with_embeddings, logits)
+    assert embeddings.shape == (2, 16, math.ceil(65 / 4), math.ceil(97 / 4))  # the decoder's stride 4
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(2, 17, 25))
+
+
+def test_the_head_changes_nothing_else():
+    """Same seed, same weights outside the head; without `embed_dim` (checkpoints from before it) no head at all."""
+    torch.manual_seed(0)
+    plain = build_model(TINY_ARGS)
+    torch.manual_seed(0)
+    headed = build_model({**TINY_ARGS, "embed_dim": 16})
+    shared = plain.state_dict()
+    assert not any(key.startswith("representation.") for key in shared) and plain.representation is None
+    assert build_model({**TINY_ARGS, "embed_dim": 0}).state_dict().keys() == shared.keys()
+    for key, tensor in shared.items():
+        assert torch.equal(headed.state_dict()[key], tensor), key
+    old_checkpoint = {"model_args": dict(TINY_ARGS), "model": shared}
+    reloaded = model_from_checkpoint(old_checkpoint, torch.device("cpu"))
+    assert reloaded.model_args == TINY_ARGS and reloaded.representation is None
 
 
 @pytest.mark.parametrize(
@@ -128,6 +162,9 @@ def test_model_args_are_json():
         ({"arch": "tiny", "num_classes": "3", "output_stride": 16, "mc_dropout": False}, "classes '3'"),
         ({"arch": "tiny", "num_classes": 3, "mc_dropout": False}, "output_stride"),
         ({"arch": "tiny", "num_classes": 3, "output_stride": 16, "mc_dropout": "yes"}, "mc_dropout"),
+        ({**TINY_ARGS, "embed_dim": -1}, "embed_dim -1"),
+        ({**TINY_ARGS, "embed_dim": True}, "embed_dim True"),
+        ({**TINY_ARGS, "depth": 2}, "may have.*depth"),
     ],
 )
 def test_build_model_errors(args, needle):

@@ -38,19 +38,24 @@ def kill_after_epoch(monkeypatch, epoch):
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
 
 
-def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys):
+RECO = ["--contrastive", "reco", "--embed-dim", "8", "--reco-negatives", "64"]
+
+
+@pytest.mark.parametrize("extra", [[], RECO], ids=["plain", "reco"])
+def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys,
+                                                       extra):
     straight = tmp_path / "straight.pt"
-    train.main(train_args(synthetic_pool, labeled_index, straight))
+    train.main([*train_args(synthetic_pool, labeled_index, straight), *extra])
 
     resumed = tmp_path / "resumed.pt"
     kill_after_epoch(monkeypatch, 2)
     with pytest.raises(Killed):
-        train.main([*train_args(synthetic_pool, labeled_index, resumed), "--resume"])
+        train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
     monkeypatch.undo()
     assert not resumed.exists() and (tmp_path / "resumed.pt.resume").exists()
 
     capsys.readouterr()
-    train.main([*train_args(synthetic_pool, labeled_index, resumed), "--resume"])
+    train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
     assert "after epoch 2/3" in capsys.readouterr().out
     assert not (tmp_path / "resumed.pt.resume").exists()
 
@@ -69,6 +74,26 @@ def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index,
     monkeypatch.undo()
     with pytest.raises(train.UserError, match=r"model\.pt\.resume: was started with other settings \(lr\)"):
         train.main([*train_args(synthetic_pool, labeled_index, out), "--resume", "--lr", "0.1"])
+
+
+def test_resume_reads_flags_newer_than_the_file_as_their_defaults(synthetic_pool, labeled_index, tmp_path,
+                                                                  monkeypatch, capsys):
+    out = tmp_path / "model.pt"
+    kill_after_epoch(monkeypatch, 1)
+    with pytest.raises(Killed):
+        train.main(train_args(synthetic_pool, labeled_index, out))
+    monkeypatch.undo()
+    resume = tmp_path / "model.pt.resume"
+    state = torch.load(resume, weights_only=True)
+    for flag in ("contrastive", "embed_dim", "reco_weight", "reco_temperature", "reco_queries", "reco_negatives",
+                 "reco_strong_threshold"):
+        del state["train_args"][flag]  # as written before --contrastive existed
+    torch.save(state, resume)
+    with pytest.raises(train.UserError, match=r"other settings \(contrastive, embed_dim, reco_negatives"):
+        train.main([*train_args(synthetic_pool, labeled_index, out), "--resume", "--contrastive", "reco"])
+    capsys.readouterr()
+    train.main([*train_args(synthetic_pool, labeled_index, out), "--resume"])
+    assert "after epoch 1/3" in capsys.readouterr().out
 
 
 def test_checkpoint_is_self_describing(synthetic_pool, labeled_index, tmp_path):
