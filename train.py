@@ -42,9 +42,16 @@ from lib.units import items_by_image, labeled_fractions
 
 SSL_MODES = ("none", "selftrain")
 CONTRASTIVE_MODES = ("none", "reco")
-# ReCo's defaults (Liu et al.); the flags default to None so that one given without --contrastive reco is caught.
-RECO_DEFAULTS = {"embed_dim": 256, "reco_weight": 1.0, "reco_temperature": 0.5, "reco_queries": 256,
-                 "reco_negatives": 512, "reco_strong_threshold": 0.97}
+# ReCo's flags: name -> (type, ReCo's default (Liu et al.), help). They parse to None, so that one given without
+# --contrastive reco is caught, and take the default afterwards.
+RECO_FLAGS = {
+    "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
+    "reco_weight": (float, 1.0, "weight of the loss beside the cross-entropy"),
+    "reco_temperature": (float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
+    "reco_queries": (positive_int, 256, "hard pixels per class and step that are pulled to their class mean"),
+    "reco_negatives": (positive_int, 512, "pixels of other classes each query is pushed from"),
+    "reco_strong_threshold": (float, 0.97, "a pixel is a query while its label's probability is below this"),
+}
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
 
@@ -97,24 +104,9 @@ def get_args_parser():
     contrastive.add_argument("--contrastive", default="none", choices=CONTRASTIVE_MODES,
                              help="reco: a representation head trained with ReCo's regional contrastive loss beside "
                                   "the cross-entropy (S4AL+), on every pixel with a true or pseudo label")
-    contrastive.add_argument("--embed-dim", type=positive_int, default=None,
-                             help=f"reco: channels of the head's unit-norm embeddings "
-                                  f"(default: {RECO_DEFAULTS['embed_dim']})")
-    contrastive.add_argument("--reco-weight", type=float, default=None,
-                             help=f"reco: weight of the loss beside the cross-entropy "
-                                  f"(default: {RECO_DEFAULTS['reco_weight']})")
-    contrastive.add_argument("--reco-temperature", type=float, default=None,
-                             help=f"reco: temperature of the similarities and of the negative classes' sampling "
-                                  f"(default: {RECO_DEFAULTS['reco_temperature']})")
-    contrastive.add_argument("--reco-queries", type=positive_int, default=None,
-                             help=f"reco: hard pixels per class and step that are pulled to their class mean "
-                                  f"(default: {RECO_DEFAULTS['reco_queries']})")
-    contrastive.add_argument("--reco-negatives", type=positive_int, default=None,
-                             help=f"reco: pixels of other classes each query is pushed from "
-                                  f"(default: {RECO_DEFAULTS['reco_negatives']})")
-    contrastive.add_argument("--reco-strong-threshold", type=float, default=None,
-                             help=f"reco: a pixel is a query while the model's probability of its label is below "
-                                  f"this (default: {RECO_DEFAULTS['reco_strong_threshold']})")
+    for name, (kind, default, text) in RECO_FLAGS.items():
+        contrastive.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                                 help=f"reco: {text} (default: {default})")
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
@@ -147,15 +139,15 @@ def check_args(args):
 
 def check_reco_args(args):
     """Refuse ReCo's flags without --contrastive reco; with it, fill in the defaults (recorded in the checkpoint)."""
-    given = [name for name in RECO_DEFAULTS if getattr(args, name) is not None]
+    given = [name for name in RECO_FLAGS if getattr(args, name) is not None]
     if args.contrastive != "reco":
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise UserError(f"{flag} configures --contrastive reco, but --contrastive is {args.contrastive}")
         return
-    for name, value in RECO_DEFAULTS.items():
+    for name, (_, default, _) in RECO_FLAGS.items():
         if getattr(args, name) is None:
-            setattr(args, name, value)
+            setattr(args, name, default)
     if args.reco_weight <= 0:
         raise UserError(f"--reco-weight must be positive, got {args.reco_weight}")
     if args.reco_temperature <= 0:

@@ -328,7 +328,8 @@ class DeepLabV3Plus(nn.Module):
             _init_convs(self.representation)
 
     def freeze_backbone(self):
-        """Train only ASPP and decoder (MEAL's protocol): no gradients and fixed BatchNorm statistics in the backbone."""
+        """Train only ASPP and decoder (MEAL's protocol): the backbone gets no gradients and keeps its BatchNorm
+        statistics."""
         self.backbone.requires_grad_(False)
         self.backbone_frozen = True
         self.backbone.eval()

@@ -207,7 +207,7 @@ def test_data_without_frames_or_masks_is_refused(tmp_path, capsys, sequences, me
     assert not (tmp_path / "out").exists()
 
 
-def test_a2d2_masks_are_written_decoded(a2d2, tmp_path):
+def test_a2d2_masks_are_written_decoded(a2d2, tmp_path):  # noqa: F811  (the fixture imported above)
     """The A2D2 layout end to end: Pool-Aug holds class ids, not A2D2's colours."""
     make_pools.main(["--dataset", "a2d2", "--data-root", str(a2d2), "--out", str(tmp_path / "pools"), "--size", "4",
                      "--following", "1", "--aug-copies", "1"])

@@ -7,7 +7,6 @@ import torch
 
 from conftest import fail, import_script, train_tiny_model
 from lib.data import IGNORE_INDEX
-from lib.models import build_model
 from lib.semisup.reco import ReCo, reco_loss, sample_negatives
 
 train, select = import_script("train.py"), import_script("select.py")
