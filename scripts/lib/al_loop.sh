@@ -82,17 +82,16 @@ method_select_args() {  # method_select_args METHOD SEED: the select.py flags a 
     esac
 }
 
-missing_feature() {  # missing_feature METHOD: what this version lacks to run the method (nothing: fails)
+missing_feature() {  # missing_feature METHOD: what this version lacks to run the method, read from TRAIN_HELP
     case $1 in
         *-ssl)
-            local help flag
-            help=$("$PYTHON" "$REPO_ROOT/train.py" --help)
-            if ! grep -qE -- "--ssl \{([a-z0-9-]+,)*${SSL:-s4gan}(,[a-z0-9-]+)*\}" <<<"$help"; then
+            local flag
+            if ! grep -qE -- "--ssl \{([a-z0-9-]+,)*${SSL:-s4gan}(,[a-z0-9-]+)*\}" <<<"$TRAIN_HELP"; then
                 echo "train.py --ssl ${SSL:-s4gan}"
                 return
             fi
             for flag in ${SSL_ARGS:-}; do
-                case $flag in --*) grep -q -- "$flag" <<<"$help" || { echo "train.py $flag"; return; } ;; esac
+                case $flag in --*) grep -q -- "$flag" <<<"$TRAIN_HELP" || { echo "train.py $flag"; return; } ;; esac
             done ;;
     esac
 }
@@ -164,6 +163,8 @@ run_cycles() {
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
     DATA_FLAGS=(--dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" ${POOL:+--pool "$POOL"})
     local seed method cycle dir previous initial variant extra missing
+    # train.py's --help, read once: it tells which --ssl modes and flags this version has (a start-up of torch each)
+    case " $METHODS " in *-ssl\ *) TRAIN_HELP=$("$PYTHON" "$REPO_ROOT/train.py" --help) ;; esac
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
