@@ -6,6 +6,10 @@ r"""Train a segmentation model on the labeled items of an index file.
 Images, patches or regions: with patch and region units an image is trained on
 with its labeled items only, and the loss ignores every other pixel.
 
+With --ssl selftrain or --ssl s4gan the unlabeled pixels of the pool take part too:
+through a teacher's pseudo labels (S4AL+), or through s4GAN's discriminator (the AL
+study's -SSL methods).
+
 With --contrastive reco the model gets ReCo's representation head, trained with the
 regional contrastive loss beside the cross-entropy (S4AL+); select.py and evaluate.py
 ignore the head.
@@ -37,14 +41,24 @@ from lib.index import load_index
 from lib.models import ARCHS, build_model, load_pretrained_backbone
 from lib.progress import Progress, format_duration
 from lib.semisup.reco import ReCo
-from lib.semisup.selftrain import PseudoLabeledCrops, pseudo_label_files, unlabeled_batches
+from lib.semisup.s4gan import S4GAN
+from lib.semisup.selftrain import pseudo_label_files
+from lib.semisup.unlabeled import UnlabeledCrops, images_with_unlabeled_pixels, unlabeled_batches
 from lib.units import items_by_image, labeled_fractions
 
-SSL_MODES = ("none", "selftrain")
+SSL_MODES = ("none", "selftrain", "s4gan")
 CONTRASTIVE_MODES = ("none", "reco")
-# ReCo's flags: name -> (type, ReCo's default (Liu et al.), help). They parse to None, so that one given without
-# --contrastive reco is caught, and take the default afterwards.
-RECO_FLAGS = {
+# The flags of one mode: name -> (type, default, help). They parse to None, so that one given without its mode
+# is caught, and take the default afterwards (fill_mode_flags).
+S4GAN_FLAGS = {  # Mittal et al.'s defaults
+    "disc_lr": (float, 1e-4, "Adam learning rate of the discriminator, on --lr-schedule like the model's "
+                             "(the AL study: 2.5e-5 on Cityscapes and A2D2)"),
+    "lambda_fm": (float, 0.1, "weight of the feature-matching loss"),
+    "lambda_st": (float, 1.0, "weight of the self-training loss"),
+    "disc_threshold": (float, 0.2, "an unlabeled crop is trained on its own argmax when the discriminator scores "
+                                   "its prediction above this (TPAMI paper; the AL study's code: 0.6)"),
+}
+RECO_FLAGS = {  # Liu et al.'s defaults
     "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
     "reco_weight": (float, 1.0, "weight of the loss beside the cross-entropy"),
     "reco_temperature": (float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
@@ -90,23 +104,24 @@ def get_args_parser():
     ssl = parser.add_argument_group("semi-supervised training")
     ssl.add_argument("--ssl", default="none", choices=SSL_MODES,
                      help="selftrain: also train on the teacher's confident labels of the unlabeled pixels (S4AL+), "
-                          "with dropout in the decoder as the student's noise")
+                          "with dropout in the decoder as the student's noise; s4gan: a discriminator of predicted "
+                          "vs true label maps, feature matching and self-training on the predictions it accepts "
+                          "(the AL study's SSL)")
     ssl.add_argument("--teacher", default=None,
                      help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass the "
                           "previous cycle's model); without it the run is supervised only")
     ssl.add_argument("--pseudo-threshold", type=float, default=0.7,
                      help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
     ssl.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
-                     help="selftrain: pseudo-labeled crops added to every step's labeled batch")
+                     help="crops of unlabeled pixels added to every step's labeled batch")
     ssl.add_argument("--pseudo-dir", default=None,
                      help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
+    add_mode_flags(ssl, "s4gan", S4GAN_FLAGS)
     contrastive = parser.add_argument_group("contrastive learning")
     contrastive.add_argument("--contrastive", default="none", choices=CONTRASTIVE_MODES,
                              help="reco: a representation head trained with ReCo's regional contrastive loss beside "
                                   "the cross-entropy (S4AL+), on every pixel with a true or pseudo label")
-    for name, (kind, default, text) in RECO_FLAGS.items():
-        contrastive.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                                 help=f"reco: {text} (default: {default})")
+    add_mode_flags(contrastive, "reco", RECO_FLAGS)
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
@@ -122,6 +137,24 @@ def get_args_parser():
     return parser
 
 
+def add_mode_flags(group, mode, flags):
+    for name, (kind, default, text) in flags.items():
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                           help=f"{mode}: {text} (default: {default})")
+
+
+def fill_mode_flags(args, flags, mode_flag, mode):
+    """Refuse the `flags` of a mode that is off; when it is on, fill in their defaults (recorded in the checkpoint)."""
+    on = getattr(args, mode_flag) == mode
+    for name, (_, default, _) in flags.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default if on else None)
+        elif not on:
+            raise UserError(f"--{name.replace('_', '-')} configures --{mode_flag} {mode}, "
+                            f"but --{mode_flag} is {getattr(args, mode_flag)}")
+    return on
+
+
 def check_args(args):
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
@@ -133,21 +166,23 @@ def check_args(args):
         raise UserError(f"--pseudo-threshold must be in (0, 1], got {args.pseudo_threshold}")
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
-    check_reco_args(args)
+    if fill_mode_flags(args, S4GAN_FLAGS, "ssl", "s4gan"):
+        check_s4gan_args(args)
+    if fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco"):
+        check_reco_args(args)
     check_output_folders(out=args.out)
 
 
+def check_s4gan_args(args):
+    if args.disc_lr <= 0:
+        raise UserError(f"--disc-lr must be positive, got {args.disc_lr}")
+    if args.lambda_fm < 0 or args.lambda_st < 0:
+        raise UserError(f"--lambda-fm and --lambda-st must not be negative, got {args.lambda_fm} and {args.lambda_st}")
+    if not 0 <= args.disc_threshold < 1:
+        raise UserError(f"--disc-threshold must be in [0, 1), got {args.disc_threshold}")
+
+
 def check_reco_args(args):
-    """Refuse ReCo's flags without --contrastive reco; with it, fill in the defaults (recorded in the checkpoint)."""
-    given = [name for name in RECO_FLAGS if getattr(args, name) is not None]
-    if args.contrastive != "reco":
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise UserError(f"{flag} configures --contrastive reco, but --contrastive is {args.contrastive}")
-        return
-    for name, (_, default, _) in RECO_FLAGS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default)
     if args.reco_weight <= 0:
         raise UserError(f"--reco-weight must be positive, got {args.reco_weight}")
     if args.reco_temperature <= 0:
@@ -204,22 +239,17 @@ def labeled_items(path, index, dataset):
     return items
 
 
-def pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device):
-    """Self-training's pseudo-labeled crops of the images with unlabeled pixels, or None when not self-training."""
-    if args.ssl != "selftrain" or args.teacher is None:
-        return None
-    per_image = index.unit.items_per_image  # None for regions: a labeled image always keeps unlabeled pixels
-    images = [image_id for image_id in dataset.ids
-              if image_id not in labeled or per_image is None or len(labeled[image_id]) < per_image]
-    if not images:
-        return None
-    folder = Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
-    print(f"pseudo labels of {len(images)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
-          f"in {folder}")
-    paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, dataset, images, device,
-                               args.batch_size, args.workers)
-    return PseudoLabeledCrops(dataset, index.unit, paths, labeled, args.crop, args.seed, preprocess["mean"],
-                              preprocess["std"])
+def unlabeled_crops(args, dataset, index, labeled, images, preprocess, device):
+    """The crops of `images` (those with unlabeled pixels) for --ssl, pseudo-labeled by the teacher for selftrain."""
+    pseudo_paths = None
+    if args.ssl == "selftrain":
+        folder = Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
+        print(f"pseudo labels of {len(images)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
+              f"in {folder}")
+        pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, dataset, images, device,
+                                          args.batch_size, args.workers)
+    return UnlabeledCrops(dataset, index.unit, images, labeled, args.crop, args.seed, preprocess["mean"],
+                          preprocess["std"], pseudo_paths)
 
 
 def main(argv=None):
@@ -252,6 +282,14 @@ def main(argv=None):
     total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LR_SCHEDULES[args.lr_schedule](total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    semi_supervised = args.ssl == "s4gan" or (args.ssl == "selftrain" and args.teacher is not None)
+    unlabeled_images = images_with_unlabeled_pixels(dataset.ids, index.unit, labeled) if semi_supervised else []
+    if semi_supervised and not unlabeled_images:
+        print(f"--ssl {args.ssl}: every pixel of the pool is labeled, training is supervised only")
+    adversary = None
+    if args.ssl == "s4gan" and unlabeled_images:
+        adversary = S4GAN(dataset.num_classes, args.disc_lr, args.lambda_fm, args.lambda_st, args.disc_threshold,
+                          LR_SCHEDULES[args.lr_schedule](total_steps), device)
 
     index_sha256 = sha256_of(args.index)
     resume_path = f"{args.out}.resume"
@@ -262,6 +300,8 @@ def main(argv=None):
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if adversary is not None:
+            adversary.load_state_dict(state["discriminator"])
         start_epoch = state["epoch"] + 1
         print(f"resuming {resume_path} after epoch {state['epoch']}/{args.epochs}")
 
@@ -269,7 +309,9 @@ def main(argv=None):
     crops = LabeledCrops(
         dataset, index.unit, labeled, args.crop, args.flip, args.seed, preprocess["mean"], preprocess["std"]
     )
-    pseudo = pseudo_labeled_crops(args, dataset, index, labeled, preprocess, device)
+    extra_crops = None
+    if unlabeled_images:
+        extra_crops = unlabeled_crops(args, dataset, index, labeled, unlabeled_images, preprocess, device)
     reco = None
     if args.contrastive == "reco":
         reco = ReCo(args.reco_weight, args.reco_strong_threshold, args.reco_temperature, args.reco_queries,
@@ -304,10 +346,11 @@ def main(argv=None):
         torch.manual_seed(args.seed * 100_003 + epoch)  # dropout and any other torch randomness of this epoch
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
-        unlabeled = pseudo and unlabeled_batches(pseudo, epoch, args.unlabeled_batch_size, args.workers)
+        unlabeled = extra_crops and unlabeled_batches(extra_crops, epoch, args.unlabeled_batch_size, args.workers)
         if reco is not None:
             reco.epoch = epoch
-        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled, reco)
+        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled, reco,
+                               adversary)
         state = {
             **description,
             "epoch": epoch,
@@ -318,9 +361,9 @@ def main(argv=None):
             "loss": loss,
         }
         if epoch == args.epochs:
-            save_checkpoint(args.out, state)
+            save_checkpoint(args.out, state)  # without the discriminator: nothing uses it after training
         else:
-            save_checkpoint(resume_path, state)
+            save_checkpoint(resume_path, {**state, "discriminator": adversary.state_dict()} if adversary else state)
     if os.path.exists(resume_path):
         os.remove(resume_path)
     print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")

@@ -82,32 +82,39 @@ def mean_cross_entropy(logits, masks):
     return total / (masks != IGNORE_INDEX).sum().clamp_min(1)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None, contrastive=None):
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None, contrastive=None,
+                    adversary=None):
     """One pass over `loader`; returns the mean loss.
 
-    `unlabeled`, for self-training, yields a batch of pseudo-labeled crops per step: it
-    goes through the model with the labeled batch, and its cross-entropy is added.
-    `contrastive` (lib.semisup.reco.ReCo), for a model with a representation head, adds
-    its term over the whole batch, true and pseudo labels alike.
+    `unlabeled` (lib.semisup.unlabeled.unlabeled_batches) yields a batch of crops of the
+    unlabeled pixels per step: it goes through the model with the labeled batch. Their
+    cross-entropy is added when their targets are pseudo labels (self-training); with
+    `adversary` (lib.semisup.s4gan.S4GAN) the s4GAN terms are added instead, and the
+    discriminator takes a step after the model. `contrastive` (lib.semisup.reco.ReCo),
+    for a model with a representation head, adds its term over the whole batch, true
+    and pseudo labels alike.
     """
     model.train()
     amp = scaler.is_enabled()
     total = 0.0
     for step, (images, masks) in enumerate(loader):
-        parts = [len(images)]
+        num_labeled = len(images)
         if unlabeled is not None:
             extra_images, extra_masks = next(unlabeled)
             images, masks = torch.cat([images, extra_images]), torch.cat([masks, extra_masks])
-            parts.append(len(extra_images))
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             if contrastive is None:
                 logits = model(images)  # [B, C, H, W]
             else:
                 logits, embeddings = model.forward_with_embeddings(images)  # [B, C, H, W], [B, D, H/4, W/4]
-            # Each part is averaged over its own pixels: a few labels are not drowned by many pseudo labels.
-            loss = sum(mean_cross_entropy(part_logits, part_masks)
-                       for part_logits, part_masks in zip(logits.split(parts), masks.split(parts)))
+            loss = mean_cross_entropy(logits[:num_labeled], masks[:num_labeled])
+            if adversary is not None:
+                adversarial, masks = adversary.model_loss(images, logits, masks, num_labeled)
+                loss = loss + adversarial
+            elif num_labeled < len(images):
+                # Averaged over its own pixels: a few labels are not drowned by many pseudo labels.
+                loss = loss + mean_cross_entropy(logits[num_labeled:], masks[num_labeled:])
         if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
             loss = loss + contrastive(logits, embeddings, masks, step)
         if not torch.isfinite(loss):
@@ -116,10 +123,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progres
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
+        values = {"loss": loss.item()}
+        if adversary is not None:
+            values["d_loss"] = adversary.discriminator_step(images, logits, masks, num_labeled, scaler)
+            values["self_trained"] = adversary.accepted
         scaler.update()
         scheduler.step()
-        total += loss.item()
-        progress.update(items=len(images), loss=loss.item(), lr=scheduler.get_last_lr()[0])
+        total += values["loss"]
+        progress.update(items=len(images), **values, lr=scheduler.get_last_lr()[0])
     return total / max(len(loader), 1)
 
 

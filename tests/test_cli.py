@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -62,13 +61,14 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
 
 
 def test_method_variants_and_the_fully_supervised_reference(synthetic_pool, tmp_path):
-    """<m>-ssl waits for its --ssl mode; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on everything."""
+    """<m>-ssl trains with --ssl $SSL $SSL_ARGS; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on
+    everything."""
     out = tmp_path / "experiment"
-    stdout = run_loop(synthetic_pool, out, METHODS="uniform5-entropy entropy-ssl", FULL="1", SSL="s4gan")
-    if "s4gan" not in subprocess.run([sys.executable, REPO_ROOT / "train.py", "--help"], capture_output=True,
-                                     text=True).stdout:
-        assert "skip entropy-ssl: needs train.py --ssl s4gan, which this version lacks" in stdout
-        assert not (out / "entropy-ssl").exists()
+    run_loop(synthetic_pool, out, METHODS="uniform5-entropy entropy-ssl", FULL="1", SSL="s4gan", SSL_ARGS="-u 3")
+    for cycle in (0, 1):  # the initial model too: an -ssl method's models are all trained with SSL
+        args = torch.load(out / f"entropy-ssl/seed0/cycle{cycle}/model.pt", weights_only=True)["train_args"]
+        assert args["ssl"] == "s4gan" and args["unlabeled_batch_size"] == 3 and args["teacher"] is None
+    assert torch.load(out / "uniform5-entropy/seed0/cycle0/model.pt", weights_only=True)["train_args"]["ssl"] == "none"
     last = read(out / "uniform5-entropy/seed0/cycle1/index.json")["history"][-1]
     assert last["method"] == "entropy" and last["prefilter"] == "uniform@5"
     assert all(item_id.endswith("_f00") for item_id in last["added"])  # frame 0 of each sequence of 2

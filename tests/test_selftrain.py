@@ -13,6 +13,7 @@ from lib.data.base import read_label
 from lib.engine import mean_cross_entropy
 from lib.semisup import selftrain
 from lib.semisup.augment import strong_augment
+from lib.semisup.unlabeled import UnlabeledCrops
 from lib.units import Unit
 
 train, select = import_script("train.py"), import_script("select.py")
@@ -59,9 +60,9 @@ def test_true_labels_win_over_pseudo_labels(synthetic_pool, teacher, tmp_path):
     unit = Unit("patch", (2, 2))
     wrong = tmp_path / f"{image_id}.png"
     Image.fromarray(np.full((32, 48), 7, np.uint8)).save(wrong)  # a pseudo label that is class 7 everywhere
-    crops = selftrain.PseudoLabeledCrops(dataset, unit, {image_id: wrong}, {image_id: [f"{image_id}#r0c1"]},
-                                         (32, 48), 0, (0, 0, 0), (1, 1, 1))
-    target, truth = crops.target(image_id), dataset.load_mask(image_id)
+    crops = UnlabeledCrops(dataset, unit, [image_id], {image_id: [f"{image_id}#r0c1"]}, (32, 48), 0, (0, 0, 0),
+                           (1, 1, 1), pseudo_paths={image_id: wrong})
+    target, truth = crops.target(image_id, (32, 48)), dataset.load_mask(image_id)
     assert (target[:16, 24:] == truth[:16, 24:]).all()  # the labeled patch: the annotator's labels
     assert (target[16:] == 7).all() and (target[:16, :24] == 7).all()  # everywhere else: the teacher's
 

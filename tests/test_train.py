@@ -39,9 +39,10 @@ def kill_after_epoch(monkeypatch, epoch):
 
 
 RECO = ["--contrastive", "reco", "--embed-dim", "8", "--reco-negatives", "64"]
+S4GAN = ["--ssl", "s4gan", "-u", "2"]
 
 
-@pytest.mark.parametrize("extra", [[], RECO], ids=["plain", "reco"])
+@pytest.mark.parametrize("extra", [[], RECO, S4GAN], ids=["plain", "reco", "s4gan"])
 def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys,
                                                        extra):
     straight = tmp_path / "straight.pt"
@@ -53,6 +54,9 @@ def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_in
         train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
     monkeypatch.undo()
     assert not resumed.exists() and (tmp_path / "resumed.pt.resume").exists()
+    # s4GAN's discriminator and its optimiser go on too: the model's updates depend on them.
+    resume_file = torch.load(tmp_path / "resumed.pt.resume", weights_only=True)
+    assert ("discriminator" in resume_file) == (extra == S4GAN)
 
     capsys.readouterr()
     train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])

@@ -7,23 +7,17 @@ predicted again at every step. The student trains on the labeled images (weak
 augmentation: crop, flip) and on the pseudo-labeled ones (strong augmentation,
 lib.semisup.augment) with dropout as its noise. A pixel with a true label always
 keeps it: partially labeled images (patches, regions) are pseudo-labeled only where
-no annotator labeled them.
+no annotator labeled them (lib.semisup.unlabeled.UnlabeledCrops).
 """
 import hashlib
-import itertools
-import random
 
-import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
-from lib.data.base import IGNORE_INDEX, read_label
-from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.data.base import IGNORE_INDEX
 from lib.engine import iterate_batches
 from lib.fileio import atomic_write, read_json, sha256_of, write_json
-from lib.semisup.augment import strong_augment
 
 STAMP = "pseudo.json"  # what the cached labels were made from; written after every label
 
@@ -60,45 +54,3 @@ def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, devi
                     Image.fromarray(labels).save(handle, format="PNG")
     write_json(folder / STAMP, stamp)
     return paths
-
-
-class PseudoLabeledCrops(Dataset):
-    """Strongly augmented crops of the images with unlabeled pixels; targets are pseudo labels, true ones where known.
-
-    `labeled` maps the images that have labeled items to those items (their masks are
-    read only inside them); set `epoch` before each epoch.
-    """
-
-    def __init__(self, dataset, unit, pseudo_paths, labeled, crop, seed, mean, std):
-        self.dataset, self.unit, self.pseudo_paths, self.labeled = dataset, unit, pseudo_paths, labeled
-        self.ids = list(pseudo_paths)
-        self.crop, self.seed, self.mean, self.std = crop, seed, mean, std
-        self.epoch = 0
-
-    def __len__(self):
-        return len(self.ids)
-
-    def target(self, image_id):
-        """[H, W] uint8: the annotators' labels inside the labeled items, the teacher's elsewhere."""
-        target = read_label(self.pseudo_paths[image_id])
-        if image_id not in self.labeled:
-            return target
-        mask = self.dataset.load_mask(image_id)
-        return np.where(self.unit.labeled_area(self.labeled[image_id], *mask.shape), mask, target)
-
-    def __getitem__(self, i):
-        image_id = self.ids[i]
-        rng = random.Random(f"{self.seed}/{self.epoch}/unlabeled/{i}")
-        image, target = random_crop_flip(self.dataset.load_image(image_id), self.target(image_id), self.crop, rng)
-        image, target = strong_augment(image, target, rng)
-        return image_to_tensor(image, self.mean, self.std), mask_to_tensor(target)
-
-
-def unlabeled_batches(crops, epoch, batch_size, workers):
-    """Endless batches of `crops` for an epoch; passes in orders drawn from (seed, epoch, pass)."""
-    for repeat in itertools.count():  # as many passes as the labeled images' steps take
-        crops.epoch = epoch * 1_000_000 + repeat
-        order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(
-            crops.seed * 100_003 + crops.epoch))
-        yield from DataLoader(crops, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-                              drop_last=len(crops) > batch_size)

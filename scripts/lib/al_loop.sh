@@ -82,20 +82,6 @@ method_select_args() {  # method_select_args METHOD SEED: the select.py flags a 
     esac
 }
 
-missing_feature() {  # missing_feature METHOD: what this version lacks to run the method, read from TRAIN_HELP
-    case $1 in
-        *-ssl)
-            local flag
-            if ! grep -qE -- "--ssl \{([a-z0-9-]+,)*${SSL:-s4gan}(,[a-z0-9-]+)*\}" <<<"$TRAIN_HELP"; then
-                echo "train.py --ssl ${SSL:-s4gan}"
-                return
-            fi
-            for flag in ${SSL_ARGS:-}; do
-                case $flag in --*) grep -q -- "$flag" <<<"$TRAIN_HELP" || { echo "train.py $flag"; return; } ;; esac
-            done ;;
-    esac
-}
-
 teacher_args() {  # teacher_args METHOD PREVIOUS_CYCLE_DIR: self-training's teacher is the previous cycle's model
     case $1 in
         *-ssl) [ "${SSL:-s4gan}" != selftrain ] || echo "--teacher $2/model.pt" ;;
@@ -162,9 +148,7 @@ run_cycles() {
     INITIAL=${INITIAL:-10%} STEP=${STEP-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
     DATA_FLAGS=(--dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" ${POOL:+--pool "$POOL"})
-    local seed method cycle dir previous initial variant extra missing
-    # train.py's --help, read once: it tells which --ssl modes and flags this version has (a start-up of torch each)
-    case " $METHODS " in *-ssl\ *) TRAIN_HELP=$("$PYTHON" "$REPO_ROOT/train.py" --help) ;; esac
+    local seed method cycle dir previous initial variant extra
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
@@ -173,11 +157,6 @@ run_cycles() {
             --method "$INITIAL_METHOD" --budget "$INITIAL" --seed "$seed" --out "$initial/index.json" $UNIT_ARGS
         [ "${FULL:-0}" = 0 ] || train_full "$seed"
         for method in $METHODS; do
-            missing=$(missing_feature "$method")
-            if [ -n "$missing" ]; then
-                echo "skip $method: needs $missing, which this version lacks"
-                continue
-            fi
             extra=$(method_train_args "$method")
             variant=$initial${extra:+/$(echo "$extra" | tr -d ' -')}  # --mc-dropout -> _initial/seed<k>/mcdropout
             [ "$variant" = "$initial" ] || link_files "$initial" "$variant" index.json

@@ -1,0 +1,121 @@
+"""s4GAN (train.py --ssl s4gan): the discriminator, its real maps, self-training targets, one step, the CLI."""
+import json
+
+import pytest
+import torch
+
+from conftest import fail, import_script
+from lib.data import IGNORE_INDEX
+from lib.engine import train_one_epoch
+from lib.models import build_model
+from lib.semisup.s4gan import S4GAN, Discriminator, real_maps, self_training_targets
+from lib.semisup.unlabeled import UNLABELED
+
+train, select = import_script("train.py"), import_script("select.py")
+CPU = torch.device("cpu")
+
+
+def test_the_discriminator_scores_crops_of_any_size():
+    discriminator = Discriminator(num_classes=5, width=4)
+    for height, width in ((32, 48), (40, 24)):
+        scores, features = discriminator(torch.rand(3, 5, height, width), torch.randn(3, 3, height, width))
+        assert scores.shape == (3,) and features.shape == (3, 32)
+
+
+def test_real_maps_are_one_hot_where_labeled_and_the_prediction_elsewhere():
+    probs = torch.rand(1, 3, 2, 2).softmax(dim=1).requires_grad_()
+    masks = torch.tensor([[[2, IGNORE_INDEX], [0, 1]]])
+    maps = real_maps(masks, probs)
+    assert maps[0, :, 0, 0].tolist() == [0, 0, 1] and maps[0, :, 1, 0].tolist() == [1, 0, 0]
+    assert torch.equal(maps[0, :, 0, 1], probs[0, :, 0, 1].detach()) and not maps.requires_grad
+
+
+def test_self_training_labels_only_pixels_without_a_true_label_of_accepted_crops():
+    probs = torch.zeros(2, 3, 1, 4)
+    probs[:, 1] = 1  # the argmax is class 1 everywhere
+    masks = torch.tensor([[[UNLABELED, 2, IGNORE_INDEX, UNLABELED]]] * 2)
+    targets = self_training_targets(probs, masks, torch.tensor([True, False]))
+    assert targets.tolist() == [[[1, 2, IGNORE_INDEX, 1]], [[IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]]]
+
+
+def tiny_setup(threshold=0.2, lambda_fm=0.1, lambda_st=1.0):
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny", "num_classes": 4, "output_stride": 16, "mc_dropout": False})
+    adversary = S4GAN(4, 1e-3, lambda_fm, lambda_st, threshold, lambda step: 1.0, CPU)
+    labeled = (torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32)))
+    unlabeled = (torch.randn(3, 3, 32, 32), torch.full((3, 32, 32), UNLABELED))
+    return model, adversary, labeled, unlabeled
+
+
+class RecordedProgress:
+    def __init__(self):
+        self.values = []
+
+    def update(self, steps=1, items=0, **values):
+        self.values.append(values)
+
+
+def test_one_step_changes_both_networks_and_its_losses_are_finite():
+    model, adversary, labeled, unlabeled = tiny_setup()
+    before = [{k: v.clone() for k, v in net.state_dict().items()} for net in (model, adversary.discriminator)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    progress = RecordedProgress()
+    loss = train_one_epoch(model, [labeled], optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), CPU,
+                           progress, iter([unlabeled]), adversary=adversary)
+    (values,) = progress.values
+    assert torch.isfinite(torch.tensor([loss, values["d_loss"]])).all() and values["loss"] == loss
+    assert 0 <= values["self_trained"] <= 1 and adversary.scheduler.last_epoch == 1
+    for net, old in zip((model, adversary.discriminator), before):
+        changed = [name for name, tensor in net.state_dict().items() if not torch.equal(tensor, old[name])]
+        assert any(name.endswith("weight") for name in changed), type(net).__name__
+
+
+def test_the_model_loss_trains_the_model_only_and_self_trains_past_the_threshold():
+    model, adversary, (images, masks), (extra, extra_masks) = tiny_setup(lambda_fm=0.0)
+    images, masks = torch.cat([images, extra]), torch.cat([masks, extra_masks])
+    logits = model(images)
+    for threshold, share in ((1.0, 0.0), (0.0, 1.0)):  # no sigmoid exceeds 1; every one exceeds 0
+        adversary.threshold = threshold
+        loss, targets = adversary.model_loss(images, logits, masks, 2)
+        assert adversary.accepted == share and torch.equal(targets[:2], masks[:2])
+        expected = torch.nn.functional.cross_entropy(logits[2:], logits[2:].argmax(dim=1)).item() if share else 0.0
+        assert loss.item() == pytest.approx(expected)
+    loss.backward()
+    assert all(p.grad is None for p in adversary.discriminator.parameters())
+    assert model.decoder.classifier.weight.grad.abs().sum() > 0
+
+
+def train_argv(pool, index, out):
+    return ["--dataset", "synthetic", "--data-root", str(pool), "--index", str(index), "--arch", "tiny",
+            "--epochs", "2", "--batch-size", "2", "--crop", "32x48", "--workers", "0", "--device", "cpu",
+            "--out", str(out)]
+
+
+@pytest.mark.parametrize("unit", [[], ["--unit", "patch", "--grid", "2x2"]], ids=["image", "patch"])
+def test_s4gan_through_the_command_line(synthetic_pool, tmp_path, capsys, unit):
+    data = ["--dataset", "synthetic", "--data-root", str(synthetic_pool)]
+    index = tmp_path / "index.json"
+    select.main([*data, "--method", "random", "--budget", "12" if unit else "4", *unit, "--out", str(index)])
+    out = tmp_path / "model.pt"
+    train.main([*train_argv(synthetic_pool, index, out), "--ssl", "s4gan", "--disc-lr", "2.5e-5", "-u", "3"])
+    assert "self_trained=" in capsys.readouterr().out
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["train_args"]["disc_lr"] == 2.5e-5 and checkpoint["train_args"]["disc_threshold"] == 0.2
+    assert "discriminator" not in checkpoint and not checkpoint["model_args"]["mc_dropout"]
+    select.main([*data, "--index", str(index), "--checkpoint", str(out), "--method", "entropy", "--budget", "2",
+                 "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "next.json")])
+    assert len(json.loads((tmp_path / "next.json").read_text())["labeled"]) == (14 if unit else 6)
+
+
+def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, capsys):
+    data = ["--dataset", "synthetic", "--data-root", str(synthetic_pool)]
+    select.main([*data, "--method", "random", "--budget", "4", "--out", str(tmp_path / "index.json")])
+    argv = train_argv(synthetic_pool, tmp_path / "index.json", tmp_path / "model.pt")
+    assert "--disc-lr configures --ssl s4gan, but --ssl is selftrain" in fail(
+        train, [*argv, "--ssl", "selftrain", "--disc-lr", "1e-4"], capsys)
+    assert "--lambda-fm configures --ssl s4gan, but --ssl is none" in fail(train, [*argv, "--lambda-fm", "1"], capsys)
+    assert "--disc-threshold must be in [0, 1)" in fail(train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"],
+                                                        capsys)
+    assert "--disc-lr must be positive" in fail(train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
+    assert not (tmp_path / "model.pt").exists()
