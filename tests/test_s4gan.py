@@ -92,11 +92,13 @@ def train_argv(pool, index, out):
             "--out", str(out)]
 
 
-@pytest.mark.parametrize("unit", [[], ["--unit", "patch", "--grid", "2x2"]], ids=["image", "patch"])
-def test_s4gan_through_the_command_line(synthetic_pool, tmp_path, capsys, unit):
+@pytest.mark.parametrize("unit, budget", [
+    ([], 4), (["--unit", "patch", "--grid", "2x2"], 12), (["--unit", "region", "--region-size", "16"], 10),
+], ids=["image", "patch", "region"])
+def test_s4gan_through_the_command_line(synthetic_pool, tmp_path, capsys, unit, budget):
     data = ["--dataset", "synthetic", "--data-root", str(synthetic_pool)]
     index = tmp_path / "index.json"
-    select.main([*data, "--method", "random", "--budget", "12" if unit else "4", *unit, "--out", str(index)])
+    select.main([*data, "--method", "random", "--budget", str(budget), *unit, "--out", str(index)])
     out = tmp_path / "model.pt"
     train.main([*train_argv(synthetic_pool, index, out), "--ssl", "s4gan", "--disc-lr", "2.5e-5", "-u", "3"])
     assert "self_trained=" in capsys.readouterr().out
@@ -105,7 +107,7 @@ def test_s4gan_through_the_command_line(synthetic_pool, tmp_path, capsys, unit):
     assert "discriminator" not in checkpoint and not checkpoint["model_args"]["mc_dropout"]
     select.main([*data, "--index", str(index), "--checkpoint", str(out), "--method", "entropy", "--budget", "2",
                  "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "next.json")])
-    assert len(json.loads((tmp_path / "next.json").read_text())["labeled"]) == (14 if unit else 6)
+    assert len(json.loads((tmp_path / "next.json").read_text())["labeled"]) == budget + 2
 
 
 def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, capsys):
