@@ -7,7 +7,9 @@
 # Methods: Random, Entropy, EqualAL, BALD, Coreset, each also with s4GAN
 # semi-supervised training (<method>-ssl): Mittal et al.'s settings, "except for the
 # learning rate of the discriminator which is set to 2.5e-5 for Cityscapes and A2D2";
-# their unlabeled batch is as large as the labeled one.
+# their unlabeled batch is as large as the labeled one, and the self-training threshold
+# is their code's 0.6 (the TPAMI paper's 0.2 passes every crop while the discriminator
+# is still at chance, which it is for hundreds of steps).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$REPO_ROOT/scripts/lib/al_loop.sh"
 
@@ -20,10 +22,10 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
     OUT=${OUT:-$REPO_ROOT/runs/$SETTING}
     METHODS=${METHODS:-$STUDY_METHODS}
     SEEDS=${SEEDS:-0 1 2}
-    SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-lr 2.5e-5"
+    SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6 --disc-lr 2.5e-5"
     local crop=256x512 pretrained=${PRETRAINED-imagenet}
     if [ "$DATASET" = voc ]; then
-        crop=321x321 SSL_ARGS="--unlabeled-batch-size 8"
+        crop=321x321 SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6"
     fi
     TRAIN_ARGS="--arch ${ARCH:-resnet50} ${pretrained:+--pretrained $pretrained} --optimizer sgd --lr 1e-3
         --momentum 0.9 --weight-decay 5e-4 --lr-schedule poly --batch-size 8 --epochs ${EPOCHS:-100}
