@@ -280,7 +280,8 @@ def main(argv=None):
     model.to(device)
     optimizer = make_optimizer(args, model)
     total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LR_SCHEDULES[args.lr_schedule](total_steps))
+    lr_lambda = LR_SCHEDULES[args.lr_schedule](total_steps)  # the model's, and s4GAN's discriminator's
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     semi_supervised = args.ssl == "s4gan" or (args.ssl == "selftrain" and args.teacher is not None)
     unlabeled_images = images_with_unlabeled_pixels(dataset.ids, index.unit, labeled) if semi_supervised else []
@@ -289,7 +290,7 @@ def main(argv=None):
     adversary = None
     if args.ssl == "s4gan" and unlabeled_images:
         adversary = S4GAN(dataset.num_classes, args.disc_lr, args.lambda_fm, args.lambda_st, args.disc_threshold,
-                          LR_SCHEDULES[args.lr_schedule](total_steps), device)
+                          lr_lambda, device)
 
     index_sha256 = sha256_of(args.index)
     resume_path = f"{args.out}.resume"
