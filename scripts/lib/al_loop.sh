@@ -17,6 +17,8 @@
 #   PRETRAINED          ImageNet backbone weights, for MEAL's map of the pool
 #   POOL                JSON list of image ids: the pool is these images of SPLIT (--pool)
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts
+#   TRAIN_FLAGS         more train.py flags, as a bash array: each element is one word, so a
+#                       path may hold spaces and quotes (TRAIN_FLAGS=(--pretrained "$PRETRAINED"))
 #   SETTING             the paper setting whose published table evaluate.py prints beside ours
 #   SUMMARY_ARGS        extra flags for evaluate.py --experiment (e.g. --x-axis pixels)
 #   PREPARE             a command run first, under the lock (e.g. building the setting's pools)
@@ -31,6 +33,8 @@
 # initial model in a subfolder named after the flags. MEAL's UMAP map of the pool
 # is fitted once per seed, next to the initial cycle (_initial/seed<k>/umap.pt).
 # Every step is skipped when its output exists: running the script again resumes it.
+# The *_ARGS variables are word lists, split on whitespace on purpose; every path (OUT,
+# DATA_ROOT, POOL, PRETRAINED and those made of them) reaches the scripts as one word.
 #
 # For cron: one run per OUT at a time (OUT/.lock; a second one exits 75 at once, or
 # waits with WAIT=1), and everything printed is also appended to OUT/log.txt. Call
@@ -74,17 +78,22 @@ method_train_args() {  # method_train_args METHOD: the train.py flags a method n
     esac
 }
 
-method_select_args() {  # method_select_args METHOD SEED: the select.py flags a method needs
+# The two below set an array of the caller (run_cycles' local) rather than echo a word list,
+# which would split the paths in it; expand it as ${name[@]+"${name[@]}"}, which bash 3.2's
+# set -u accepts when it is empty.
+method_select_args() {  # method_select_args METHOD SEED: select_flags=(the select.py flags a method needs)
     case $1 in
         *-ssl) method_select_args "${1%-ssl}" "$2" ;;
-        meal) echo "--umap-cache $OUT/_initial/seed$2/umap.pt${PRETRAINED:+ --pretrained $PRETRAINED}" ;;
-        uniform5-entropy) echo "--prefilter uniform@5" ;;
+        meal) select_flags=(--umap-cache "$OUT/_initial/seed$2/umap.pt" ${PRETRAINED:+--pretrained "$PRETRAINED"}) ;;
+        uniform5-entropy) select_flags=(--prefilter uniform@5) ;;
+        *) select_flags=() ;;
     esac
 }
 
-teacher_args() {  # teacher_args METHOD PREVIOUS_CYCLE_DIR: self-training's teacher is the previous cycle's model
+teacher_args() {  # teacher_args METHOD PREVIOUS_CYCLE_DIR: teacher_flags=(self-training's teacher: the previous cycle's model)
+    teacher_flags=()
     case $1 in
-        *-ssl) [ "${SSL:-s4gan}" != selftrain ] || echo "--teacher $2/model.pt" ;;
+        *-ssl) [ "${SSL:-s4gan}" != selftrain ] || teacher_flags=(--teacher "$2/model.pt") ;;
     esac
 }
 
@@ -94,7 +103,7 @@ train_and_evaluate() {  # train_and_evaluate CYCLE_DIR SEED [TRAIN FLAGS...]
     # shellcheck disable=SC2086  # *_ARGS are word lists on purpose
     run_step "$dir/model.pt" train.py "${DATA_FLAGS[@]}" \
         --index "$dir/index.json" --out "$dir/model.pt" --resume --seed "$seed" ${DEVICE:+--device "$DEVICE"} \
-        $TRAIN_ARGS "$@"
+        ${TRAIN_FLAGS[@]+"${TRAIN_FLAGS[@]}"} $TRAIN_ARGS "$@"
     # shellcheck disable=SC2086
     run_step "$dir/metrics.json" evaluate.py --checkpoint "$dir/model.pt" --dataset "$VAL_DATASET" \
         --data-root "$VAL_DATA_ROOT" --split "$VAL_SPLIT" --out "$dir/metrics.json" ${DEVICE:+--device "$DEVICE"} \
@@ -148,7 +157,7 @@ run_cycles() {
     INITIAL=${INITIAL:-10%} STEP=${STEP-10%} CYCLES=${CYCLES:-4} INITIAL_METHOD=${INITIAL_METHOD:-random}
     UNIT_ARGS=${UNIT_ARGS:-} TRAIN_ARGS=${TRAIN_ARGS:-} SELECT_ARGS=${SELECT_ARGS:-} EVAL_ARGS=${EVAL_ARGS:-}
     DATA_FLAGS=(--dataset "$DATASET" --data-root "$DATA_ROOT" --split "$SPLIT" ${POOL:+--pool "$POOL"})
-    local seed method cycle dir previous initial variant extra
+    local seed method cycle dir previous initial variant extra select_flags teacher_flags
     for seed in $SEEDS; do
         initial="$OUT/_initial/seed$seed"
         mkdir -p "$initial"
@@ -163,17 +172,19 @@ run_cycles() {
             # shellcheck disable=SC2086
             train_and_evaluate "$variant" "$seed" $extra
             link_files "$variant" "$OUT/$method/seed$seed/cycle0" index.json model.pt metrics.json
+            method_select_args "$method" "$seed"
             for ((cycle = 1; cycle <= CYCLES; cycle++)); do
                 dir="$OUT/$method/seed$seed/cycle$cycle"
                 previous="$OUT/$method/seed$seed/cycle$((cycle - 1))"
                 mkdir -p "$dir"
-                # shellcheck disable=SC2086,SC2046  # method_select_args is a word list too
+                # shellcheck disable=SC2086
                 run_step "$dir/index.json" select.py "${DATA_FLAGS[@]}" \
                     --method "$(acquisition_of "$method")" --index "$previous/index.json" --checkpoint "$previous/model.pt" \
                     ${STEP:+--budget "$STEP"} --seed "$seed" --out "$dir/index.json" --scores-out "$dir/scores.json" \
-                    ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS $(method_select_args "$method" "$seed")
-                # shellcheck disable=SC2086,SC2046
-                train_and_evaluate "$dir" "$seed" $extra $(teacher_args "$method" "$previous")
+                    ${DEVICE:+--device "$DEVICE"} $UNIT_ARGS $SELECT_ARGS ${select_flags[@]+"${select_flags[@]}"}
+                teacher_args "$method" "$previous"
+                # shellcheck disable=SC2086
+                train_and_evaluate "$dir" "$seed" $extra ${teacher_flags[@]+"${teacher_flags[@]}"}
             done
         done
     done

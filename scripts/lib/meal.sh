@@ -14,9 +14,10 @@ run_meal() {  # run_meal DATASET CYCLES CROP
     METHODS=${METHODS:-random entropy meal meal-ft}
     SEEDS=${SEEDS:-0 1 2}
     PRETRAINED=${PRETRAINED:-imagenet}
+    TRAIN_FLAGS=(--pretrained "$PRETRAINED")  # an array: a path with spaces stays one word
     UNIT_ARGS="--unit patch --grid 4x4"
     INITIAL_METHOD=random-images INITIAL=32 STEP=32 CYCLES=${CYCLES:-$2}
-    TRAIN_ARGS="--arch mobilenet_v2 --pretrained $PRETRAINED --freeze-backbone --optimizer adam --lr 1e-3
+    TRAIN_ARGS="--arch mobilenet_v2 --freeze-backbone --optimizer adam --lr 1e-3
         --weight-decay 0 --lr-schedule constant --epochs ${EPOCHS:-25} --batch-size 8 --crop ${CROP:-$3} --no-flip"
     SELECT_ARGS="--informative 200"
     run_experiment

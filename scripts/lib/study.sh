@@ -24,10 +24,11 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
     SEEDS=${SEEDS:-0 1 2}
     SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6 --disc-lr 2.5e-5"
     local crop=256x512 pretrained=${PRETRAINED-imagenet}
+    TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
     if [ "$DATASET" = voc ]; then
         crop=321x321 SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6"
     fi
-    TRAIN_ARGS="--arch ${ARCH:-resnet50} ${pretrained:+--pretrained $pretrained} --optimizer sgd --lr 1e-3
+    TRAIN_ARGS="--arch ${ARCH:-resnet50} --optimizer sgd --lr 1e-3
         --momentum 0.9 --weight-decay 5e-4 --lr-schedule poly --batch-size 8 --epochs ${EPOCHS:-100}
         --crop ${CROP:-$crop}"
     run_experiment
