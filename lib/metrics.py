@@ -17,6 +17,9 @@ Units: the confusion-matrix metrics return fractions in [0, 1]; the curve
 functions take percentages (budgets in % of the pool, mIoU in %), the units the
 paper reports, so a curve can be checked against its tables by eye.
 """
+import json
+from numbers import Real
+
 import numpy as np
 import torch
 
@@ -94,20 +97,33 @@ def pixel_accuracy(confusion):
     return float(confusion.diag().sum() / confusion.sum())
 
 
-def _check_curve(budgets, mious):
-    budgets = [float(b) for b in budgets]
-    mious = [float(p) for p in mious]
+def is_number(value):
+    """A real number, not a bool: JSON's true and false read as Python bools, which are ints."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def check_curve(budgets, mious):
+    """The curve as two lists of floats, or ValueError naming the first entry at fault.
+
+    JSON gives strings, null and booleans as readily as numbers, and float() would
+    take "50" and true: only numbers pass.
+    """
+    budgets, mious = list(budgets), list(mious)
     if not budgets or len(budgets) != len(mious):
         raise ValueError(f"need one mIoU per budget, got {len(budgets)} budgets "
                          f"and {len(mious)} mIoUs")
-    for b0, b1 in zip(budgets, budgets[1:]):
-        if not b1 > b0:
-            raise ValueError(f"budgets must be strictly increasing, got {b0:g} then {b1:g}")
     # Both are percentages; a value outside [0, 100] means fractions or image counts.
-    for name, values in (("budget", budgets), ("mIoU", mious)):
-        for v in values:
-            if not 0.0 <= v <= 100.0:
-                raise ValueError(f"{name} {v:g} is not a percentage in [0, 100]")
+    for name, values in (("budgets", budgets), ("miou", mious)):
+        for i, v in enumerate(values):
+            if not is_number(v):
+                raise ValueError(f"{name}[{i}] {json.dumps(v)} is not a number")
+            if not 0.0 <= v <= 100.0:  # NaN fails it too, and 1e999 reads as Infinity
+                raise ValueError(f"{name}[{i}] {json.dumps(v)} is not a percentage in [0, 100]")
+    budgets, mious = [float(b) for b in budgets], [float(p) for p in mious]
+    for i in range(1, len(budgets)):
+        if not budgets[i] > budgets[i - 1]:
+            raise ValueError(f"budgets must be strictly increasing, got budgets[{i - 1}] {budgets[i - 1]:g} "
+                             f"then budgets[{i}] {budgets[i]:g}")
     return budgets, mious
 
 
@@ -127,7 +143,7 @@ def auc_at_budget(budgets, mious, budget):
     after each cycle. The trapezoids run from the first budget up to `budget`,
     which must be one of `budgets`; at the first budget the area is 0.
     """
-    budgets, mious = _check_curve(budgets, mious)
+    budgets, mious = check_curve(budgets, mious)
     last = _budget_index(budgets, budget)
     area = sum((budgets[i + 1] - budgets[i]) * (mious[i] + mious[i + 1]) / 2 for i in range(last))
     return area / 100.0
@@ -135,7 +151,7 @@ def auc_at_budget(budgets, mious, budget):
 
 def miou_at_budget(budgets, mious, budget):
     """mIoU@B in %: the mIoU of the cycle whose budget is `budget` (one of `budgets`)."""
-    budgets, mious = _check_curve(budgets, mious)
+    budgets, mious = check_curve(budgets, mious)
     return mious[_budget_index(budgets, budget)]
 
 

@@ -14,6 +14,7 @@ share counted in items of the unit or in pixels (CURVE_AXES).
 """
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import numpy as np
 
 from lib.errors import UserError
 from lib.fileio import atomic_write, read_json
-from lib.metrics import auc_at_budget, iou_per_class, mean_iou, mean_std, miou_at_budget, pixel_accuracy
+from lib.metrics import (
+    auc_at_budget, iou_per_class, is_number, mean_iou, mean_std, miou_at_budget, pixel_accuracy,
+)
 
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 _CYCLE_DIR = re.compile(r"^cycle(\d+)$")
@@ -59,20 +62,25 @@ def collect_curves(experiment_dir, axis="items"):
             seed = _SEED_DIR.match(seed_dir.name)
             if not seed:
                 continue
-            points = []
-            for cycle_dir in seed_dir.iterdir():
-                cycle = _CYCLE_DIR.match(cycle_dir.name)
-                metrics_file = cycle_dir / "metrics.json"
-                if cycle and metrics_file.exists():
-                    metrics = read_json(metrics_file, "metrics file")
-                    if metrics.get(key) is None or "miou" not in metrics:
-                        raise UserError(f"{metrics_file}: not a checkpoint evaluation with {key} and miou")
-                    points.append((int(cycle[1]), 100 * metrics[key], 100 * metrics["miou"]))
+            points = _seed_curve(seed_dir, key, f"{method_dir.name}/{seed_dir.name}")
             if points:
-                curves.setdefault(method_dir.name, {})[int(seed[1])] = sorted(points)
+                curves.setdefault(method_dir.name, {})[int(seed[1])] = points
     if not curves:
         raise UserError(f"{root}: no <method>/seed<k>/cycle<c>/metrics.json found")
     return curves
+
+
+def _seed_curve(seed_dir, key, where):
+    """[(cycle, budget %, mIoU %), ...] of one method and seed by cycle; every cycle labels more than the one
+    before, else AUC@B and mIoU@B have no curve to read (a cycle folder copied from another run, say)."""
+    files = sorted((int(cycle[1]), cycle_dir / "metrics.json") for cycle_dir in seed_dir.iterdir()
+                   if (cycle := _CYCLE_DIR.match(cycle_dir.name)) and (cycle_dir / "metrics.json").exists())
+    points = [(cycle, path, *read_fractions(path, (key, "miou"))) for cycle, path in files]
+    for (_, file0, share0, _), (_, file1, share1, _) in zip(points, points[1:]):
+        if not share1 > share0:
+            raise UserError(f"{where}: the labeled share must grow every cycle, but {key} is {share0:g} in "
+                            f"{file0} and {share1:g} in {file1}")
+    return [(cycle, 100 * share, 100 * miou) for cycle, _, share, miou in points]
 
 
 def collect_references(experiment_dir):
@@ -83,11 +91,27 @@ def collect_references(experiment_dir):
             seed = _SEED_DIR.match(seed_dir.name)
             metrics_file = seed_dir / "metrics.json"
             if seed and metrics_file.exists():
-                metrics = read_json(metrics_file, "metrics file")
-                if "miou" not in metrics:
-                    raise UserError(f"{metrics_file}: not a checkpoint evaluation with miou")
-                references.setdefault(folder.name, {})[int(seed[1])] = 100 * metrics["miou"]
+                (miou,) = read_fractions(metrics_file, ("miou",))
+                references.setdefault(folder.name, {})[int(seed[1])] = 100 * miou
     return references
+
+
+def read_fractions(metrics_file, keys):
+    """The values of `keys` in a metrics.json of evaluate.py, each checked to be a fraction in [0, 1] here,
+    where the file is known: a wrong value found later could not say which file to fix."""
+    metrics = read_json(metrics_file, "metrics file")
+    if not isinstance(metrics, dict):
+        raise UserError(f"{metrics_file}: expected a JSON object of metrics, got a {type(metrics).__name__}")
+    for key in keys:
+        value = metrics.get(key)
+        if value is None:  # also labeled_pixel_fraction of checkpoints written before patch units
+            state = "null" if key in metrics else "missing"
+            raise UserError(f"{metrics_file}: not a checkpoint evaluation with {' and '.join(keys)} ({key} is {state})")
+        if not is_number(value):
+            raise UserError(f"{metrics_file}: {key} {json.dumps(value)} is not a number")
+        if not 0 <= value <= 1:  # NaN fails it too, and 1e999 reads as Infinity
+            raise UserError(f"{metrics_file}: {key} {json.dumps(value)} is not a fraction in [0, 1]")
+    return [metrics[key] for key in keys]
 
 
 def match_budget(budgets, budget, where):
