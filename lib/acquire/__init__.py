@@ -33,6 +33,7 @@ from lib.acquire.scores import (
 from lib.acquire.temporal import evenly_spaced, require_frames
 from lib.engine import iterate_batches
 from lib.errors import UserError
+from lib.sliding import DEFAULT_SLIDE_WINDOW
 from lib.units import Unit
 
 ALL_UNITS = ("image", "patch", "region")
@@ -55,6 +56,7 @@ class SelectionContext:
     preprocess: dict | None = None  # {"mean", "std"} the model expects
     batch_size: int = 4
     workers: int = 0
+    slide_window: tuple = DEFAULT_SLIDE_WINDOW  # (height, width): larger images are run window by window
     mc_samples: int = 20  # BALD's stochastic decoder passes
     features: object = None  # [len(labeled) + len(candidates), d] from --features, labeled rows first
     scores: dict | None = None  # {candidate id: score} from --scores
@@ -82,14 +84,15 @@ class SelectionContext:
         """{candidate id: the reduced pixel score of its item}."""
         scores = score_items(
             self.model, self.batches(self.images_of(self.candidates)), pixel_score, REDUCTIONS[self.reduce],
-            self.layout, self.device, self.amp,
+            self.layout, self.device, self.amp, self.slide_window,
         )
         return {item_id: scores[item_id] for item_id in self.candidates}
 
     def item_features(self, feature_map, item_ids):
         """[len(item_ids), d] float32: `feature_map(model, images)` averaged over each item."""
         ids, features = embed_items(
-            self.model, feature_map, self.batches(self.images_of(item_ids)), self.layout, self.device, self.amp
+            self.model, feature_map, self.batches(self.images_of(item_ids)), self.layout, self.device, self.amp,
+            self.slide_window,
         )
         row = {item_id: i for i, item_id in enumerate(ids)}
         return features[[row[item_id] for item_id in item_ids]]

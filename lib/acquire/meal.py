@@ -23,6 +23,7 @@ from lib.acquire.umap import UMAP
 from lib.errors import UserError
 from lib.fileio import atomic_write, sha256_of
 from lib.models import build_model, load_pretrained_backbone
+from lib.sliding import DEFAULT_SLIDE_WINDOW
 
 
 def backbone_features(model, images):
@@ -57,11 +58,15 @@ def pool_map_key(dataset, unit, model_args, seed, pretrained_path):
     return key
 
 
-def fit_pool_umap(model_args, pretrained, batches, layout, seed, device, amp):
-    """MEAL's step 0: a UMAP map of the backbone features of every item in `batches`, under ImageNet weights."""
+def fit_pool_umap(model_args, pretrained, batches, layout, seed, device, amp, window=DEFAULT_SLIDE_WINDOW):
+    """MEAL's step 0: a UMAP map of the backbone features of every item in `batches`, under ImageNet weights.
+
+    Images larger than `window` (height, width) are embedded window by window (lib.sliding).
+    """
     model = build_model({**model_args, "mc_dropout": False})
     load_pretrained_backbone(model, pretrained, model_args["arch"])
-    _, features = embed_items(model.to(device), backbone_features, batches, layout, device, amp)  # [N_items, C_high]
+    _, features = embed_items(model.to(device), backbone_features, batches, layout, device, amp,
+                              window)  # [N_items, C_high]
     pool_umap = UMAP(seed=seed, device=device)
     pool_umap.fit(features)
     return pool_umap

@@ -4,14 +4,17 @@ A pixel score receives the model rather than its probabilities because several
 methods need their own forward passes (EqualAL a flipped image, BALD T decoder
 passes); plain uncertainty scores just run the model once. Everything stays in
 float32 on the model's device, one batch at a time: a score map per batch, never
-per pool.
+per pool. An image larger than the window (--slide-window) is scored window by
+window (lib.sliding): the logits of one window at a time, never of the whole image.
 """
 import contextlib
+import functools
 
 import torch
 from torch import nn
 
 from lib.errors import UserError
+from lib.sliding import DEFAULT_SLIDE_WINDOW, slide
 
 
 def entropy_map(probs, eps=1e-12):
@@ -89,18 +92,25 @@ def _per_item(maps, boxes, reduce):
     return torch.stack([reduce(maps[..., box.top:box.bottom, box.left:box.right]) for box in boxes], dim=1)
 
 
+def _on_device(fn, model, device, images):
+    """fn(model, images) with the images moved to `device` first: a window at a time, not the whole image."""
+    return fn(model, images.to(device, non_blocking=True))
+
+
 @torch.no_grad()
-def score_items(model, batches, pixel_score, reduce, layout, device, amp):
+def score_items(model, batches, pixel_score, reduce, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
     """Stream images through the model and keep one float per item: {item id: score}.
 
     `layout(height, width) -> [(id suffix, Box)]` lists the items of an image
-    (lib.units.Unit.layout); a whole image is one item with an empty suffix.
+    (lib.units.Unit.layout); a whole image is one item with an empty suffix. Images
+    larger than `window` (height, width) are scored window by window (lib.sliding).
     """
     model.eval()
     scores = {}
+    score = functools.partial(_on_device, pixel_score, model, device)
     for image_ids, images, _ in batches:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            pixel = pixel_score(model, images.to(device, non_blocking=True))  # [B, H, W]
+            pixel = slide(score, images, window)  # [B, H, W]
         items = layout(*pixel.shape[-2:])
         per_item = _per_item(pixel.float(), [box for _, box in items], reduce)  # [B, n_items]
         batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
@@ -118,17 +128,20 @@ def require_finite(values, item_ids, what):
 
 
 @torch.no_grad()
-def embed_items(model, feature_map, batches, layout, device, amp):
+def embed_items(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
     """One feature per item: `feature_map(model, images)` [B, d, h, w] averaged over each item's box.
 
     Returns (item ids, features [N, d] float32 on the CPU) in the batches' order. The
     feature map is coarser than the image; a box is mapped to the cells that cover it.
+    Images larger than `window` (height, width) get the feature maps of their windows,
+    stitched (lib.sliding).
     """
     model.eval()
     ids, features = [], []
+    embed = functools.partial(_on_device, feature_map, model, device)
     for image_ids, images, _ in batches:
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            maps = feature_map(model, images.to(device, non_blocking=True)).float()  # [B, d, h, w]
+            maps = slide(embed, images, window).float()  # [B, d, h, w]
         height, width = images.shape[-2:]
         items = layout(height, width)
         boxes = [box.scaled(height, width, *maps.shape[-2:]) for _, box in items]
