@@ -17,24 +17,30 @@ Schema (version 1)::
       "labeled": ["s0000_f00", ...],   # labeled item ids, in the order they were added
       "history": [                     # one entry per acquisition cycle
         {"cycle": 0, "method": "random", "seed": 0, "budget": "10%",
-         "added": ["s0000_f00", ...]}   # plus the options that shaped the cycle, e.g.
-                                        # "prefilter": "uniform@5", "region_ranking": "per-image"
+         "added": ["s0000_f00", ...]}   # plus the options that shaped the cycle, values or lists of
+                                        # values, e.g. "prefilter": "uniform@5", "region_ranking": "per-image"
       ]
     }
 
 Item ids are stable strings derived from image ids (lib.units): the image id
 itself for the `image` unit, `<image id>#r<row>c<col>` for a patch of the grid and
 `<image id>#y<top>x<left>` for a square region, so an index stays valid when the
-pool is listed in another order.
+pool is listed in another order. Numbers are ASCII decimals without leading zeros,
+so that each item has one id, and labeled regions never overlap.
 """
 from dataclasses import dataclass, field
 
 from lib.errors import UserError
 from lib.fileio import read_json, write_json
-from lib.units import Unit
+from lib.units import Unit, overlapping_regions
 
 SCHEMA = "al-seg-index"
 VERSION = 1
+# The fields every history entry has, and what they are; the others are the settings of the cycle
+# (cycle_settings in select.py).
+HISTORY_FIELDS = {"cycle": (int, "an integer"), "method": (str, "a string"), "seed": (int, "an integer"),
+                  "budget": (str, "a string")}
+SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -112,6 +118,9 @@ def load_index(path, pool_ids=None, dataset=None, unit=None):
             f"(another --pool?)"
         )
     _validate_ids(path, obj["labeled"], file_unit, None if pool_ids is None else set(pool_ids))
+    if file_unit.type == "region":
+        _validate_no_overlap(path, obj["labeled"], file_unit)
+    _validate_history(path, obj["history"])
     return LabeledIndex(obj["dataset"], obj["split"], file_unit, obj["pool_size"], obj["labeled"], obj["history"])
 
 
@@ -129,3 +138,35 @@ def _validate_ids(path, labeled, unit, pool):
             raise UserError(f"{path}: id {item_id!r} does not fit unit {unit.describe()}: {err}") from None
         if pool is not None and image_id not in pool:
             raise UserError(f"{path}: id {item_id!r} is not in the pool")
+
+
+def _validate_no_overlap(path, labeled, unit):
+    """Selection never labels a pixel twice; an index whose regions overlap was edited by hand."""
+    pair = overlapping_regions(unit, labeled)
+    if pair:
+        raise UserError(f"{path}: labeled regions {pair[0]!r} and {pair[1]!r} overlap (a pixel is labeled once)")
+
+
+def _validate_history(path, history):
+    """Entries are copied into every later index, so each must be one select.py could have written: a value
+    nested deeper than json.dump's recursion limit would otherwise fail only when the next index is saved."""
+    for number, entry in enumerate(history):
+        problem = _history_entry_problem(entry)
+        if problem:
+            raise UserError(f"{path}: history entry {number} {problem}")
+
+
+def _history_entry_problem(entry):
+    """What is wrong with one history entry, or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for key, (kind, noun) in HISTORY_FIELDS.items():
+        if not isinstance(entry.get(key), kind) or isinstance(entry[key], bool):  # JSON's true is no integer
+            return f"field {key!r} missing or not {noun}"
+    added = entry.get("added")
+    if not (isinstance(added, list) and all(isinstance(item_id, str) for item_id in added)):
+        return "field 'added' missing or not a list of ids"
+    for key, value in entry.items():
+        if not (isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))):
+            return f"field {key!r} is neither a value nor a list of values"
+    return None

@@ -1,7 +1,8 @@
 """Units of annotation and their geometry: whole images, cells of a patch grid, square regions.
 
 An item id is its image id plus a suffix: nothing for a whole image, `#r<row>c<col>`
-for a cell of the grid, `#y<top>x<left>` for a square region. Ids therefore stay
+for a cell of the grid, `#y<top>x<left>` for a square region, the numbers in ASCII
+decimal without leading zeros so that each item has one id. Ids therefore stay
 valid when the pool is listed in another order, and the geometry of an item follows
 from its id and the size of its image alone.
 
@@ -22,8 +23,11 @@ from lib.errors import UserError
 
 UNIT_TYPES = ("image", "patch", "region")
 
-_PATCH_SUFFIX = re.compile(r"^r(\d+)c(\d+)$")
-_REGION_SUFFIX = re.compile(r"^y(\d+)x(\d+)$")
+# Numbers in ids are ASCII decimals without leading zeros, each written one way only:
+# `\d` and int() would also take "00" or Arabic-Indic digits, two ids for one cell.
+_NUMBER = r"(0|[1-9][0-9]*)"
+_PATCH_SUFFIX = re.compile(f"r{_NUMBER}c{_NUMBER}")
+_REGION_SUFFIX = re.compile(f"y{_NUMBER}x{_NUMBER}")
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,13 @@ class Unit:
         if not sep or not image_id:
             raise ValueError(f"{self.describe()} id needs a '#' suffix")
         if self.type == "patch":
-            match = _PATCH_SUFFIX.match(suffix)
-            if not match or int(match[1]) >= self.grid[0] or int(match[2]) >= self.grid[1]:
+            match = _PATCH_SUFFIX.fullmatch(suffix)
+            if not match:
+                raise ValueError("a cell id ends in #r<row>c<col>, in ASCII digits without leading zeros")
+            if int(match[1]) >= self.grid[0] or int(match[2]) >= self.grid[1]:
                 raise ValueError(f"not a cell of the {self.grid[0]}x{self.grid[1]} grid")
-        elif not _REGION_SUFFIX.match(suffix):
-            raise ValueError("region id needs a #y<top>x<left> suffix")
+        elif not _REGION_SUFFIX.fullmatch(suffix):
+            raise ValueError("a region id ends in #y<top>x<left>, in ASCII digits without leading zeros")
         return image_id
 
     def box(self, item_id, height, width):
@@ -131,13 +137,27 @@ class Unit:
             return Box(0, 0, height, width)
         suffix = item_id.rpartition("#")[2]
         if self.type == "patch":
-            row, col = map(int, _PATCH_SUFFIX.match(suffix).groups())
+            row, col = map(int, _PATCH_SUFFIX.fullmatch(suffix).groups())
             rows, cols = self.grid
             return Box(row * height // rows, col * width // cols, (row + 1) * height // rows, (col + 1) * width // cols)
-        top, left = map(int, _REGION_SUFFIX.match(suffix).groups())
+        top, left = self.region_corner(item_id)
         if top + self.size > height or left + self.size > width:
             raise ValueError(f"a {self.size}px region at y={top} x={left} does not fit a {width}x{height} image")
         return Box(top, left, top + self.size, left + self.size)
+
+    def region_corner(self, item_id):
+        """(top, left) of a region id."""
+        return tuple(map(int, _REGION_SUFFIX.fullmatch(item_id.rpartition("#")[2]).groups()))
+
+    def misfit(self, height, width):
+        """Why a [height, width] image cannot hold this unit's items, or None when it can."""
+        if self.type == "patch" and (height < self.grid[0] or width < self.grid[1]):
+            return (f"has {height} rows and {width} columns of pixels, fewer than the grid's {self.grid[0]} rows "
+                    f"or {self.grid[1]} columns: a cell would be empty")
+        if self.type == "region" and (height < self.size or width < self.size):
+            return (f"is {width}x{height} pixels, smaller than a {self.size}x{self.size} region: "
+                    f"it could never be labeled")
+        return None
 
     def layout(self, height, width, stride=None):
         """Every item of a [height, width] image: [(id suffix, Box)], the same for all images of that size.
@@ -218,3 +238,25 @@ def candidate_items(unit, image_ids, labeled, image_size, stride=None):
             if not any(box.overlaps(other) for other in taken):
                 boxes[image_id + suffix] = (image_id, box)
     return list(boxes), boxes
+
+
+def overlapping_regions(unit, item_ids):
+    """The first two of the region ids that share a pixel, or None.
+
+    Squares of side S overlap when their corners are less than S apart on both axes.
+    Cells of S x S pixels bin the corners: two corners in one cell always overlap, so
+    until a pair is found every cell holds one region, and a region need only be
+    compared with those of the 3 x 3 cells around its own: linear in the ids.
+    """
+    size = unit.size
+    by_cell = {}  # (image id, top // size, left // size) -> (region id, top, left)
+    for item_id in item_ids:
+        image_id = unit.image_of(item_id)
+        top, left = unit.region_corner(item_id)
+        row, col = top // size, left // size
+        for key in ((image_id, row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)):
+            other = by_cell.get(key)
+            if other and abs(other[1] - top) < size and abs(other[2] - left) < size:
+                return other[0], item_id
+        by_cell[(image_id, row, col)] = (item_id, top, left)
+    return None

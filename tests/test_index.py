@@ -61,6 +61,27 @@ def test_with_cycle_refuses_relabeling_and_leaves_receiver_unchanged():
         ({"pool_size": 9}, "pool of 9 images, this one has 4"),
         ({"dataset": "camvid"}, "dataset 'camvid', not 'folder'"),
         ({"labeled": "a"}, "'labeled' missing or not a list"),
+        # One id per item: numbers in ASCII decimal without leading zeros (int() reads "01" and "\u0661" as 1).
+        ({"unit": {"type": "patch", "grid": [4, 4]}, "labeled": ["a#r0c1", "a#r0c01"]},
+         "'a#r0c01' does not fit unit patch 4x4: a cell id ends in #r<row>c<col>, in ASCII digits"),
+        ({"unit": {"type": "patch", "grid": [4, 4]}, "labeled": ["a#r0c\u0661"]}, "'a#r0c\u0661' does not fit"),
+        ({"unit": {"type": "patch", "grid": [4, 4]}, "labeled": ["a#r0c1\n"]}, "does not fit unit patch 4x4"),
+        ({"unit": {"type": "region", "size": 30}, "labeled": ["a#y00x0"]},
+         "'a#y00x0' does not fit unit region 30px: a region id ends in #y<top>x<left>, in ASCII digits"),
+        ({"unit": {"type": "region", "size": 30}, "labeled": ["a#y\u0663\u0660x0"]}, "does not fit unit region 30px"),
+        ({"unit": {"type": "region", "size": 30}, "labeled": ["a#y0x0", "b#y0x0", "b#y30x0", "a#y29x29"]},
+         "labeled regions 'a#y0x0' and 'a#y29x29' overlap"),
+        # History entries are copied into the next index: only what select.py writes.
+        ({"history": [["a"]]}, "history entry 0 is not an object"),
+        ({"history": [{"cycle": 0, "method": "random", "seed": True, "budget": "2", "added": []}]},
+         "history entry 0 field 'seed' missing or not an integer"),
+        ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": "2", "added": ["a"]},
+                      {"cycle": 1, "method": "random", "seed": 0, "budget": "2", "added": [["c"]]}]},
+         "history entry 1 field 'added' missing or not a list of ids"),
+        ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": 2, "added": []}]},
+         "history entry 0 field 'budget' missing or not a string"),
+        ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": "2", "added": [], "note": [[[]]]}]},
+         "history entry 0 field 'note' is neither a value nor a list of values"),
     ],
 )
 def test_validation_names_file_and_culprit(tmp_path, overrides, message):
@@ -69,6 +90,15 @@ def test_validation_names_file_and_culprit(tmp_path, overrides, message):
         load_index(path, POOL, dataset="folder")
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_regions_that_touch_and_settings_of_a_cycle_load(tmp_path):
+    history = [{"cycle": 0, "method": "random", "seed": 0, "budget": "2.5%px", "added": ["a#y0x0"],
+                "region_ranking": "per-image", "region_stride": 15, "weights": [0.5, None, "x", True]}]
+    labeled = ["a#y0x0", "a#y30x0", "a#y0x30", "a#y30x30", "b#y10x10"]
+    path = write(tmp_path / "index.json", unit={"type": "region", "size": 30}, labeled=labeled, history=history)
+    index = load_index(path, POOL)
+    assert index.labeled == labeled and index.history == history
 
 
 def test_wrong_unit_is_an_error(tmp_path):

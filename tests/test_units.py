@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lib.acquire.rank import SelectionRules, random_subset, top_k
-from lib.units import Box, Unit, candidate_items, items_by_image, labeled_fractions
+from lib.units import Box, Unit, candidate_items, items_by_image, labeled_fractions, overlapping_regions
 
 SIZES = {"a": (7, 10), "b": (7, 10), "c": (4, 4), "d": (4, 4)}  # (H, W) of a pool with two image sizes
 
@@ -98,3 +98,43 @@ def test_rules_skip_overlapping_regions_and_cap_regions_per_image():
     assert capped.capacity(list(boxes)) == 4
     drawn = random_subset(list(boxes), 3, 0, capped)
     assert len(drawn) == 3 and drawn == random_subset(list(boxes), 3, 0, capped)
+
+
+@pytest.mark.parametrize(("unit", "good", "bad"), [
+    (Unit("patch", (12, 12)), ["a#r0c0", "a#r10c11", "a#b#r0c1"],
+     ["a#r00c1", "a#r0c01", "a#r+1c0", "a#r\u0661c0", "a#r0c1\n", "a#r 1c0", "a#r0c1#"]),
+    (Unit("region", size=3), ["a#y0x0", "a#y120x7"], ["a#y00x0", "a#y0x07", "a#y\u0663x0", "a#y0x0\n", "a#y-1x0"]),
+])
+def test_ids_have_one_spelling(unit, good, bad):
+    """Numbers are ASCII decimals without leading zeros: int() would read "01" and "\u0661" (Arabic-Indic 1)
+    as 1, two ids of one item."""
+    assert [unit.image_of(item_id) for item_id in good] == [item_id.rpartition("#")[0] for item_id in good]
+    for item_id in bad:
+        with pytest.raises(ValueError, match="ASCII digits without leading zeros"):
+            unit.image_of(item_id)
+
+
+def test_overlapping_regions_finds_a_pair_when_and_only_when_there_is_one():
+    unit = Unit("region", size=5)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        corners = {(image, int(top), int(left)) for image, top, left in
+                   zip(rng.choice(["a", "b"], 6), rng.integers(0, 30, 6), rng.integers(0, 30, 6))}
+        ids = [f"{image}#y{top}x{left}" for image, top, left in sorted(corners)]
+        overlapping = {(first, second) for first in ids for second in ids if first != second
+                       and first[0] == second[0] and unit.box(first, 40, 40).overlaps(unit.box(second, 40, 40))}
+        pair = overlapping_regions(unit, ids)
+        assert (pair in overlapping) if overlapping else pair is None
+    assert overlapping_regions(unit, ["a#y0x0", "a#y4x4"]) == ("a#y0x0", "a#y4x4")
+    assert overlapping_regions(unit, ["a#y0x0", "a#y5x0", "a#y0x5", "b#y0x0"]) is None  # touching is no overlap
+    tiling = [f"a#y{top}x{left}" for top in range(0, 1000, 5) for left in range(0, 1000, 5)]  # 40,000 regions
+    assert overlapping_regions(unit, tiling) is None
+
+
+def test_misfit_names_images_too_small_for_the_unit():
+    assert Unit().misfit(1, 1) is None
+    assert Unit("patch", (3, 4)).misfit(3, 4) is None
+    assert Unit("patch", (3, 4)).misfit(3, 3) == ("has 3 rows and 3 columns of pixels, fewer than the grid's 3 rows "
+                                                   "or 4 columns: a cell would be empty")
+    assert Unit("region", size=5).misfit(5, 9) is None
+    assert Unit("region", size=5).misfit(9, 4) == "is 4x9 pixels, smaller than a 5x5 region: it could never be labeled"

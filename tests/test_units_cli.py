@@ -111,7 +111,7 @@ def test_region_experiment_never_labels_a_pixel_twice(synthetic_pool, tmp_path):
     (["--method", "random", "--unit", "patch", "--region-ranking", "per-image", "--budget", "3"],
      "--region-ranking per-image ranks regions, but the unit is patch 4x4"),
     (["--method", "random", "--unit", "region", "--region-size", "40", "--budget", "1"],
-     "1 items asked but only 0 are unlabeled"),
+     "smaller than a 40x40 region: it could never be labeled"),
     (["--method", "random", "--unit", "patch"], "--budget is required"),
 ])
 def test_unit_mistakes_are_one_line_errors(synthetic_pool, tmp_path, capsys, extra, message):

@@ -23,7 +23,9 @@ import re
 
 import numpy as np
 
-from lib.data.base import IGNORE_INDEX, Frame, SegmentationDataset, images_by_stem, read_colour_label, require_root
+from lib.data.base import (
+    IGNORE_INDEX, Frame, SegmentationDataset, files_by_stem, images_by_stem, read_colour_label, require_root,
+)
 from lib.data.cityscapes import CLASS_NAMES  # A2D2 is read in Cityscapes' 19 train ids
 from lib.errors import UserError
 from lib.fileio import read_json
@@ -129,16 +131,17 @@ def _read_sequence(sequence_dir):
     """{id: image path}, {id: label path} and {id: Frame} of one sequence's front-centre camera."""
     image_paths = images_by_stem(sequence_dir / "camera" / CAMERA, (".png",), LAYOUT)
     label_dir = sequence_dir / "label" / CAMERA
-    label_names = {p.name for p in label_dir.iterdir()} if label_dir.is_dir() else set()
+    # Read as masks are in every layout: .png in any case, one file per label.
+    label_paths = files_by_stem(label_dir, (".png",), "masks") if label_dir.is_dir() else {}
     stamp = sequence_dir.name.replace("_", "")
     mask_paths, frames = {}, {}
     for image_id, path in image_paths.items():
         match = _IMAGE_NAME.match(image_id)
         if not match or match["stamp"] != stamp:
             raise UserError(f"{path}: A2D2 images of this sequence are {stamp}_camera_frontcenter_<frame>.png")
-        label_name = f"{stamp}_label_frontcenter_{match['frame']}.png"
-        if label_name in label_names:
-            mask_paths[image_id] = label_dir / label_name
+        label_stem = f"{stamp}_label_frontcenter_{match['frame']}"
+        if label_stem in label_paths:
+            mask_paths[image_id] = label_paths[label_stem]
         frames[image_id] = Frame(sequence_dir.name, int(match["frame"]))
     return image_paths, mask_paths, frames
 

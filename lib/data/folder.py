@@ -7,7 +7,7 @@
     ROOT/<split>/sequences.json        optional {"<id>": {"sequence": "...", "frame": 3}}
 """
 
-from lib.data.base import Frame, SegmentationDataset, images_by_stem, masks_by_stem, require_root
+from lib.data.base import MAX_CLASSES, Frame, SegmentationDataset, images_by_stem, masks_by_stem, require_root
 from lib.errors import UserError
 from lib.fileio import read_json
 
@@ -18,6 +18,14 @@ def read_class_names(path):
     names = read_json(path, "class list")
     if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
         raise UserError(f"{path}: expected a JSON list of at least two class names")
+    if len(names) > MAX_CLASSES:  # masks are 8-bit, and two ids have a meaning of their own
+        raise UserError(f"{path}: {len(names)} classes, but an 8-bit mask holds at most {MAX_CLASSES} "
+                        f"(ids 0..{MAX_CLASSES - 1}; 254 marks unlabeled pixels in training, 255 = ignore)")
+    seen = set()
+    for name in names:  # metrics report IoU by class name: two classes of one name would merge
+        if name in seen:
+            raise UserError(f"{path}: class {name!r} is listed twice")
+        seen.add(name)
     return names
 
 

@@ -16,7 +16,7 @@ VOC has no video, so no frames.
 """
 from pathlib import Path
 
-from lib.data.base import SegmentationDataset, masks_by_stem, require_root
+from lib.data.base import SegmentationDataset, files_by_stem, masks_by_stem, require_root
 from lib.errors import UserError
 
 CLASS_NAMES = [
@@ -52,7 +52,8 @@ def _split_ids(voc, split):
     augmented_derivable = augmented.is_dir() and (lists / "val.txt").is_file()
     if split == AUGMENTED_SPLIT and augmented_derivable:
         val_ids = set(_read_list(lists / "val.txt"))
-        return sorted(p.stem for p in augmented.glob("*.png") if p.stem not in val_ids)
+        # The label files masks_by_stem reads: .png in any case.
+        return sorted(stem for stem in files_by_stem(augmented, (".png",), "masks") if stem not in val_ids)
     splits = sorted({p.stem for p in lists.glob("*.txt")} | ({AUGMENTED_SPLIT} if augmented_derivable else set()))
     raise UserError(f"{lists / f'{split}.txt'}: no such split list (splits here: {', '.join(splits) or 'none'})")
 
