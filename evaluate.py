@@ -19,20 +19,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser
+from lib.cli import budget_percent, non_negative_int, positive_int, script_parser, size_pair
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
 from lib.engine import evaluate_confusion, iterate_batches, resolve_device
 from lib.errors import UserError, run_cli
 from lib.fileio import read_json, write_json, write_text
-from lib.metrics import auc_at_budget, confusion_matrix, miou_at_budget
+from lib.metrics import auc_at_budget, check_curve, confusion_matrix, miou_at_budget
 from lib.model_files import ModelFile, add_model_file_args
+from lib.outputs import check_outputs
 from lib.progress import Progress
 from lib.published import load_setting, setting_names, with_published
 from lib.report import (
     CURVE_AXES, FULL, collect_curves, collect_references, curves_csv, default_budget, evaluation_record,
     format_reach, format_table, plot_curves, summarize, summary_csv, table_rows,
 )
+from lib.sliding import DEFAULT_SLIDE_WINDOW
 
 
 def get_args_parser():
@@ -47,7 +49,7 @@ def get_args_parser():
     parser.add_argument("--data-root", help="dataset root folder")
     parser.add_argument("--split", default="val", help="split to evaluate on")
     parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
-    parser.add_argument("--budget", type=float, default=None,
+    parser.add_argument("--budget", type=budget_percent, default=None,
                         help="B in %% of the pool for mIoU@B and AUC@B (default: the --setting's, else the largest "
                              "budget all curves reach)")
     parser.add_argument("--setting", metavar="NAME",
@@ -60,6 +62,11 @@ def get_args_parser():
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    parser.add_argument("--slide-window", type=size_pair, default="x".join(map(str, DEFAULT_SLIDE_WINDOW)),
+                        metavar="HxW",
+                        help="an image larger than this in either dimension goes through the model in overlapping "
+                             "windows of this size, which bounds memory (lib/sliding.py); smaller images, such as "
+                             "Cityscapes' 1024x2048 frames, go whole")
     parser.add_argument("--cache-dir", default=None,
                         help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
                              "more disk; filled on first use")
@@ -82,9 +89,9 @@ def evaluate_checkpoint(args):
                               args.workers, with_masks=True)
     progress = Progress(f"evaluate {args.split}", len(ids))
     confusion = evaluate_confusion(loaded.model, batches, dataset.num_classes, device,
-                                   args.amp and device.type == "cuda", progress)
+                                   args.amp and device.type == "cuda", progress, args.slide_window)
     record = {
-        **evaluation_record(confusion, dataset.class_names),
+        **split_record(confusion, dataset.class_names, args.data_root, args.split),
         "split": args.split,
         "images": len(ids),
         "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -124,8 +131,16 @@ def evaluate_predictions(args):
             raise UserError(f"{path}: class id {int(prediction.max())} but the dataset has {dataset.num_classes} classes")
         confusion += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)),
                                       torch.from_numpy(mask.astype(np.int64)), dataset.num_classes)
-    return {**evaluation_record(confusion, dataset.class_names), "split": args.split, "images": len(ids),
-            "predictions": str(folder.resolve())}
+    return {**split_record(confusion, dataset.class_names, args.data_root, args.split), "split": args.split,
+            "images": len(ids), "predictions": str(folder.resolve())}
+
+
+def split_record(confusion, class_names, data_root, split):
+    """The evaluation record of a split. Masks that are ignore (255) everywhere leave the confusion matrix
+    empty, and mIoU 0 / 0: the data's fault, to be said as such, not a bug's traceback."""
+    if confusion.sum() == 0:
+        raise UserError(f"{data_root}: every mask pixel of split {split!r} is ignore (255): nothing to evaluate")
+    return evaluation_record(confusion, class_names)
 
 
 def summarize_experiment(args):
@@ -174,11 +189,12 @@ def evaluate_curve(args):
     curve = read_json(args.curve, "curve file")
     if not (isinstance(curve, dict) and isinstance(curve.get("budgets"), list) and isinstance(curve.get("miou"), list)):
         raise UserError(f'{args.curve}: expected {{"budgets": [...], "miou": [...]}}')
-    budget = args.budget if args.budget is not None else curve["budgets"][-1]
     try:
-        auc = auc_at_budget(curve["budgets"], curve["miou"], budget)
-        miou = miou_at_budget(curve["budgets"], curve["miou"], budget)
-    except (ValueError, TypeError) as err:
+        budgets, mious = check_curve(curve["budgets"], curve["miou"])  # before its last budget is read
+        budget = args.budget if args.budget is not None else budgets[-1]
+        auc = auc_at_budget(budgets, mious, budget)
+        miou = miou_at_budget(budgets, mious, budget)
+    except ValueError as err:
         raise UserError(f"{args.curve}: {err}") from None
     print(f"mIoU@{budget:g} = {miou:.2f}  AUC@{budget:g} = {auc:.2f}")
 
@@ -193,7 +209,8 @@ def main(argv=None):
         return evaluate_curve(args)
     if not args.data_root:
         raise UserError("--data-root is required to evaluate a checkpoint or predictions")
-    check_output_folders(out=args.out)
+    check_outputs({"--checkpoint": args.checkpoint, "--predictions": args.predictions, "--data-root": args.data_root,
+                   "--cache-dir": args.cache_dir}, files={"--out": args.out}, folders={"--cache-dir": args.cache_dir})
     record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
     print(f"mIoU {100 * record['miou']:.2f} on {record['images']} {args.split} images")
     if args.out:

@@ -31,13 +31,13 @@ else:
     from fractions import Fraction
 
     from lib.acquire import METHODS, SelectionContext, cycle_seed
-    from lib.acquire.budget import parse_budget
+    from lib.acquire.budget import budget_text, parse_budget
     from lib.acquire.meal import cached_pool_umap, fit_pool_umap, pool_map_key
     from lib.acquire.precomputed import load_features, load_scores
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
-    from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
+    from lib.cli import non_negative_int, positive_int, script_parser, seed, size_pair
     from lib.data import DATASETS, open_dataset
     from lib.data.pool import restrict_to_pool
     from lib.engine import resolve_device
@@ -45,9 +45,11 @@ else:
     from lib.fileio import write_json
     from lib.index import LabeledIndex, load_index, save_index
     from lib.model_files import MODEL_FILE_FLAGS, TORCHSCRIPT, ModelFile, add_model_file_args
-    from lib.models import has_mc_dropout, resolve_pretrained
+    from lib.models import has_mc_dropout, pretrained_location, resolve_pretrained
+    from lib.outputs import check_outputs
+    from lib.sliding import DEFAULT_SLIDE_WINDOW
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
-    from lib.worklist import write_worklist
+    from lib.worklist import check_export_folder, write_worklist
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
 DEFAULT_REGION_SIZE = 43  # S4AL+'s regions on Cityscapes at 688x688
@@ -66,7 +68,7 @@ def get_args_parser():
                         help="model that scores the pool (methods that need one): a checkpoint of train.py, "
                              "a state dict or a TorchScript file")
     parser.add_argument("--method", required=True, choices=list(METHODS), help=methods)
-    parser.add_argument("--budget", default=None,
+    parser.add_argument("--budget", type=budget_text, default=None,
                         help="items to add: a count (300), a share of the pool's items (10%%) or of its pixels "
                              "(2.5%%px); with --region-ranking per-image it defaults to regions-per-image x images")
     parser.add_argument("--prefilter", type=prefilter_spec, default=None,
@@ -77,7 +79,7 @@ def get_args_parser():
                         help="coreset/kmeanspp: .npz with ids and features [N, d] of every pool item, instead of a model")
     parser.add_argument("--scores", default=None,
                         help="topk: .npz with ids and scores, or a --scores-out JSON, one score per candidate")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random choices")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of random choices")
     parser.add_argument("--out", required=True, help="next index file to write")
     parser.add_argument("--scores-out", default=None, help="also write the score of every candidate to this JSON file")
     parser.add_argument("--export", default=None, metavar="DIR",
@@ -88,6 +90,11 @@ def get_args_parser():
                         help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    parser.add_argument("--slide-window", type=size_pair, default="x".join(map(str, DEFAULT_SLIDE_WINDOW)),
+                        metavar="HxW",
+                        help="an image larger than this in either dimension goes through the model in overlapping "
+                             "windows of this size, which bounds memory (lib/sliding.py); smaller images, such as "
+                             "Cityscapes' 1024x2048 frames, go whole")
     parser.add_argument("--cache-dir", default=None,
                         help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
                              "more disk; filled on first use")
@@ -150,8 +157,23 @@ def check_unit(args, method, unit):
         raise UserError(f"--region-stride places regions, but the unit is {unit.describe()}")
 
 
+def check_unit_fits_pool(args, dataset, unit):
+    """Every pool image holds every item of a patch or region unit: an empty cell would score NaN,
+    and an image smaller than a region could never be labeled. Sizes are header reads, cached."""
+    if unit.type == "image":
+        return
+    flag = f"--grid {unit.grid[0]}x{unit.grid[1]}" if unit.type == "patch" else f"--region-size {unit.size}"
+    culprit = flag if args.unit else f"{args.index}: unit {unit.describe()}"  # the unit read from --index
+    for image_id in dataset.ids:
+        height, width = dataset.image_size(image_id)
+        misfit = unit.misfit(height, width)
+        if misfit:
+            raise UserError(f"{culprit}: image {dataset.image_path(image_id)} {misfit}")
+
+
 def pool_candidates(args, dataset, index):
     """(candidate item ids, selection rules): the unlabeled items of the images that pass --prefilter."""
+    check_unit_fits_pool(args, dataset, index.unit)
     images = args.prefilter.apply(dataset, dataset.ids) if args.prefilter else dataset.ids
     try:
         candidates, boxes = candidate_items(index.unit, images, index.labeled, dataset.image_size, args.region_stride)
@@ -170,7 +192,7 @@ def budget_items(args, dataset, index, candidates):
             raise UserError("--budget is required (it may be left out only with --region-ranking per-image)")
         return args.regions_per_image * len({index.unit.image_of(item_id) for item_id in candidates})
     pool_pixels = mean_item_pixels = None
-    if args.budget.strip().endswith("%px"):
+    if args.budget.endswith("%px"):
         if not candidates:
             raise UserError(f"--budget {args.budget}: no unlabeled items are left")
         pool_pixels = image_pixels(dataset.ids, dataset.image_size)
@@ -254,14 +276,26 @@ def pool_umap(args, dataset, index, context, model_args):
                             f"pool: give --pretrained (and --umap-cache to keep the map for later cycles)")
         print(f"fitting the UMAP map of {len(dataset.ids)} images' {index.unit.describe()} items")
         return fit_pool_umap(model_args, args.pretrained, context.batches(dataset.ids), context.layout, args.seed,
-                             context.device, context.amp)
+                             context.device, context.amp, context.slide_window)
 
     return cached_pool_umap(args.umap_cache, key, fit, context.device)
 
 
+def check_paths(args):
+    """Before any work: no output may overwrite or bury an input, or another output (lib.outputs)."""
+    inputs = {"--data-root": args.data_root, "--index": args.index, "--checkpoint": args.checkpoint,
+              "--pool": args.pool, "--features": args.features, "--scores": args.scores,
+              "--umap-cache": args.umap_cache, "--cache-dir": args.cache_dir,
+              "--pretrained": args.pretrained and pretrained_location(args.pretrained)}
+    files = {"--out": args.out, "--scores-out": args.scores_out, "--umap-cache": args.umap_cache}
+    check_outputs(inputs, files, folders={"--export": args.export, "--cache-dir": args.cache_dir})
+    if args.export:
+        check_export_folder(args.export)
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    check_output_folders(out=args.out, scores_out=args.scores_out, export=args.export)
+    check_paths(args)
     method = METHODS[args.method]
     check_inputs(args, method)
 
@@ -285,7 +319,7 @@ def main(argv=None):
     context = SelectionContext(
         dataset, candidates, index.labeled, index.unit, args.region_stride, rules, args.reduce,
         device=device, amp=args.amp and device.type == "cuda", batch_size=args.batch_size, workers=args.workers,
-        mc_samples=args.mc_samples, informative=args.informative,
+        slide_window=args.slide_window, mc_samples=args.mc_samples, informative=args.informative,
     )
     if uses_model(args, method):
         loaded = load_model(args, method, dataset, context)

@@ -27,7 +27,10 @@ from pathlib import Path
 import torch
 
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.cli import check_output_folders, non_negative_int, positive_int, script_parser, size_pair
+from lib.cli import (
+    MAX_SIDE, float_in, non_negative_float, non_negative_int, positive_float, positive_int, script_parser, seed,
+    size_pair_up_to,
+)
 from lib.data import DATASETS, open_dataset
 from lib.data.pool import restrict_to_pool
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -35,15 +38,17 @@ from lib.engine import (
     LR_SCHEDULES, LabeledCrops, epoch_loader, expected_total_steps, resolve_device, steps_per_epoch,
     train_one_epoch,
 )
-from lib.errors import UserError, run_cli
+from lib.errors import UserError, describe_error, run_cli
 from lib.fileio import sha256_of
 from lib.index import load_index
-from lib.models import ARCHS, build_model, load_pretrained_backbone
+from lib.models import ARCHS, build_model, first_non_finite, load_pretrained_backbone, pretrained_location
+from lib.outputs import check_outputs
 from lib.progress import Progress, format_duration
 from lib.semisup.reco import ReCo
 from lib.semisup.s4gan import S4GAN
-from lib.semisup.selftrain import pseudo_label_files
+from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
 from lib.semisup.unlabeled import UnlabeledCrops, images_with_unlabeled_pixels, unlabeled_batches
+from lib.sliding import DEFAULT_SLIDE_WINDOW
 from lib.units import items_by_image, labeled_fractions
 
 SSL_MODES = ("none", "selftrain", "s4gan")
@@ -51,20 +56,20 @@ CONTRASTIVE_MODES = ("none", "reco")
 # The flags of one mode: name -> (type, default, help). They parse to None, so that one given without its mode
 # is caught, and take the default afterwards (fill_mode_flags).
 S4GAN_FLAGS = {  # Mittal et al.'s defaults
-    "disc_lr": (float, 1e-4, "Adam learning rate of the discriminator, on --lr-schedule like the model's "
+    "disc_lr": (positive_float, 1e-4, "Adam learning rate of the discriminator, on --lr-schedule like the model's "
                              "(the AL study: 2.5e-5 on Cityscapes and A2D2)"),
-    "lambda_fm": (float, 0.1, "weight of the feature-matching loss"),
-    "lambda_st": (float, 1.0, "weight of the self-training loss"),
-    "disc_threshold": (float, 0.2, "an unlabeled crop is trained on its own argmax when the discriminator scores "
+    "lambda_fm": (non_negative_float, 0.1, "weight of the feature-matching loss"),
+    "lambda_st": (non_negative_float, 1.0, "weight of the self-training loss"),
+    "disc_threshold": (float_in(0, 1, open_high=True), 0.2, "an unlabeled crop is trained on its own argmax when the discriminator scores "
                                    "its prediction above this (TPAMI paper; the AL study's code: 0.6)"),
 }
 RECO_FLAGS = {  # Liu et al.'s defaults
     "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
-    "reco_weight": (float, 1.0, "weight of the loss beside the cross-entropy"),
-    "reco_temperature": (float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
+    "reco_weight": (positive_float, 1.0, "weight of the loss beside the cross-entropy"),
+    "reco_temperature": (positive_float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
     "reco_queries": (positive_int, 256, "hard pixels per class and step that are pulled to their class mean"),
     "reco_negatives": (positive_int, 512, "pixels of other classes each query is pushed from"),
-    "reco_strong_threshold": (float, 0.97, "a pixel is a query while its label's probability is below this"),
+    "reco_strong_threshold": (float_in(0, 1, open_low=True), 0.97, "a pixel is a query while its label's probability is below this"),
 }
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
@@ -92,15 +97,16 @@ def get_args_parser():
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=50, help="passes over the labeled images")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
-    optim.add_argument("--crop", type=size_pair, default=(256, 256), help="random crop HxW (or one number)")
+    optim.add_argument("--crop", type=size_pair_up_to(MAX_SIDE), default=(256, 256),
+                       help="random crop HxW (or one number)")
     optim.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                        help="random horizontal flips (--no-flip with a full-image --crop: no augmentation, as in MEAL)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
-    optim.add_argument("--lr", type=float, default=0.01, help="initial learning rate")
+    optim.add_argument("--lr", type=positive_float, default=0.01, help="initial learning rate")
     optim.add_argument("--lr-schedule", default="poly", choices=sorted(LR_SCHEDULES),
                        help="poly: lr * (1 - step/total)^0.9 (DeepLab); constant: no schedule (MEAL)")
-    optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    optim.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay")
+    optim.add_argument("--momentum", type=float_in(0, 1, open_high=True), default=0.9, help="SGD momentum")
+    optim.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="L2 weight decay")
     ssl = parser.add_argument_group("semi-supervised training")
     ssl.add_argument("--ssl", default="none", choices=SSL_MODES,
                      help="selftrain: also train on the teacher's confident labels of the unlabeled pixels (S4AL+), "
@@ -110,7 +116,7 @@ def get_args_parser():
     ssl.add_argument("--teacher", default=None,
                      help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass the "
                           "previous cycle's model); without it the run is supervised only")
-    ssl.add_argument("--pseudo-threshold", type=float, default=0.7,
+    ssl.add_argument("--pseudo-threshold", type=float_in(0, 1, open_low=True), default=0.7,
                      help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
     ssl.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
                      help="crops of unlabeled pixels added to every step's labeled batch")
@@ -125,7 +131,7 @@ def get_args_parser():
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
-    run.add_argument("--seed", type=int, default=0, help="seed for initialisation, order and augmentation")
+    run.add_argument("--seed", type=seed, default=0, help="seed for initialisation, order and augmentation")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                      help="float16 mixed precision (CUDA only)")
@@ -133,7 +139,7 @@ def get_args_parser():
     run.add_argument("--cache-dir", default=None,
                      help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
                           "more disk; filled on first use")
-    run.add_argument("--log-interval", type=float, default=30.0, help="seconds between progress lines when not on a terminal")
+    run.add_argument("--log-interval", type=positive_float, default=30.0, help="seconds between progress lines when not on a terminal")
     return parser
 
 
@@ -152,43 +158,40 @@ def fill_mode_flags(args, flags, mode_flag, mode):
         elif not on:
             raise UserError(f"--{name.replace('_', '-')} configures --{mode_flag} {mode}, "
                             f"but --{mode_flag} is {getattr(args, mode_flag)}")
-    return on
 
 
 def check_args(args):
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
     if args.ssl != "selftrain":
         given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir)) if value]
         if given:
             raise UserError(f"{given[0]} labels unlabeled pixels for --ssl selftrain, but --ssl is {args.ssl}")
-    if not 0 < args.pseudo_threshold <= 1:
-        raise UserError(f"--pseudo-threshold must be in (0, 1], got {args.pseudo_threshold}")
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
-    if fill_mode_flags(args, S4GAN_FLAGS, "ssl", "s4gan"):
-        check_s4gan_args(args)
-    if fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco"):
-        check_reco_args(args)
-    check_output_folders(out=args.out)
+    fill_mode_flags(args, S4GAN_FLAGS, "ssl", "s4gan")
+    fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco")
 
 
-def check_s4gan_args(args):
-    if args.disc_lr <= 0:
-        raise UserError(f"--disc-lr must be positive, got {args.disc_lr}")
-    if args.lambda_fm < 0 or args.lambda_st < 0:
-        raise UserError(f"--lambda-fm and --lambda-st must not be negative, got {args.lambda_fm} and {args.lambda_st}")
-    if not 0 <= args.disc_threshold < 1:
-        raise UserError(f"--disc-threshold must be in [0, 1), got {args.disc_threshold}")
+def resume_path(args):
+    return f"{args.out}.resume"
 
 
-def check_reco_args(args):
-    if args.reco_weight <= 0:
-        raise UserError(f"--reco-weight must be positive, got {args.reco_weight}")
-    if args.reco_temperature <= 0:
-        raise UserError(f"--reco-temperature must be positive, got {args.reco_temperature}")
-    if not 0 < args.reco_strong_threshold <= 1:
-        raise UserError(f"--reco-strong-threshold must be in (0, 1], got {args.reco_strong_threshold}")
+def pseudo_folder(args):
+    """Where --ssl selftrain keeps the teacher's labels; None when no teacher labels anything."""
+    if args.ssl != "selftrain" or args.teacher is None:
+        return None
+    return Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
+
+
+def check_paths(args):
+    """Before any work: no output may overwrite or bury an input, or another output (lib.outputs)."""
+    inputs = {"--data-root": args.data_root, "--index": args.index, "--pool": args.pool, "--teacher": args.teacher,
+              "--cache-dir": args.cache_dir,
+              "--pretrained": args.pretrained and pretrained_location(args.pretrained)}
+    files = {"--out": args.out, "--out's .resume file": resume_path(args)}
+    folders = {"--pseudo-dir": pseudo_folder(args), "--cache-dir": args.cache_dir}
+    check_outputs(inputs, files, folders)
+    if folders["--pseudo-dir"] is not None:
+        check_pseudo_folder(folders["--pseudo-dir"])
 
 
 def make_optimizer(args, model):
@@ -206,6 +209,10 @@ def as_train_args(values):
 def resume_state(path, train_args, index_sha256):
     """The in-progress checkpoint when it belongs to this very run, else a UserError."""
     checkpoint = load_checkpoint(path)
+    if not (isinstance(checkpoint.get("train_args"), dict) and isinstance(checkpoint.get("epoch"), int)
+            and isinstance(checkpoint["index"].get("sha256"), str)):
+        raise UserError(f"{path}: damaged checkpoint: no train_args, epoch or index sha256 to resume from; "
+                        f"delete it to start over")
     parser = get_args_parser()
     # A flag added after the file was written reads as its default: what that run did.
     recorded = as_train_args({**{k: parser.get_default(k) for k in train_args}, **checkpoint["train_args"]})
@@ -219,14 +226,31 @@ def resume_state(path, train_args, index_sha256):
     return checkpoint
 
 
+def restore(path, state, model, optimizer, scheduler, scaler, adversary):
+    """Load a .resume file's states; one that does not fit this run (damaged, edited) is a UserError."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if adversary is not None:
+            adversary.load_state_dict(state["discriminator"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise UserError(f"{path}: cannot resume from it ({describe_error(err)}); delete it to start over") from None
+
+
 def labeled_items(path, index, dataset):
     """{image id: its labeled items} of an index, checked to be trainable."""
     try:
         items = items_by_image(index.unit, index.labeled)
         for image_id, image_items in items.items():
-            if index.unit.type == "region":
+            if index.unit.type != "image":
                 height, width = dataset.image_size(image_id)
-                for item_id in image_items:
+                misfit = index.unit.misfit(height, width)  # a grid too fine for the image has empty cells
+                if misfit:
+                    raise UserError(f"{path}: unit {index.unit.describe()}: image {dataset.image_path(image_id)} "
+                                    f"{misfit}")
+                for item_id in image_items:  # a region placed beyond its image's border
                     index.unit.box(item_id, height, width)
     except ValueError as err:
         raise UserError(f"{path}: {err}") from None
@@ -243,11 +267,12 @@ def unlabeled_crops(args, dataset, index, labeled, images, preprocess, device):
     """The crops of `images` (those with unlabeled pixels) for --ssl, pseudo-labeled by the teacher for selftrain."""
     pseudo_paths = None
     if args.ssl == "selftrain":
-        folder = Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
+        folder = pseudo_folder(args)
         print(f"pseudo labels of {len(images)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
               f"in {folder}")
+        # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
         pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, dataset, images, device,
-                                          args.batch_size, args.workers)
+                                          args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW)
     return UnlabeledCrops(dataset, index.unit, images, labeled, args.crop, args.seed, preprocess["mean"],
                           preprocess["std"], pseudo_paths)
 
@@ -255,6 +280,7 @@ def unlabeled_crops(args, dataset, index, labeled, images, preprocess, device):
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
+    check_paths(args)
     train_args = as_train_args(vars(args))
     device = resolve_device(args.device)
     amp = args.amp and device.type == "cuda"
@@ -293,18 +319,12 @@ def main(argv=None):
                           lr_lambda, device)
 
     index_sha256 = sha256_of(args.index)
-    resume_path = f"{args.out}.resume"
     start_epoch = 1
-    if args.resume and os.path.exists(resume_path):
-        state = resume_state(resume_path, train_args, index_sha256)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if adversary is not None:
-            adversary.load_state_dict(state["discriminator"])
+    if args.resume and os.path.exists(resume_path(args)):
+        state = resume_state(resume_path(args), train_args, index_sha256)
+        restore(resume_path(args), state, model, optimizer, scheduler, scaler, adversary)
         start_epoch = state["epoch"] + 1
-        print(f"resuming {resume_path} after epoch {state['epoch']}/{args.epochs}")
+        print(f"resuming {resume_path(args)} after epoch {state['epoch']}/{args.epochs}")
 
     preprocess = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     crops = LabeledCrops(
@@ -361,12 +381,16 @@ def main(argv=None):
             "scaler": scaler.state_dict(),
             "loss": loss,
         }
+        broken = first_non_finite(state["model"])
+        if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
+            raise UserError(f"training diverged, NaN or infinite weights ({broken}) after epoch {epoch}, nothing "
+                            f"saved: lower --lr ({args.lr:g}) or --weight-decay ({args.weight_decay:g})")
         if epoch == args.epochs:
             save_checkpoint(args.out, state)  # without the discriminator: nothing uses it after training
         else:
-            save_checkpoint(resume_path, {**state, "discriminator": adversary.state_dict()} if adversary else state)
-    if os.path.exists(resume_path):
-        os.remove(resume_path)
+            save_checkpoint(resume_path(args), {**state, "discriminator": adversary.state_dict()} if adversary else state)
+    if os.path.exists(resume_path(args)):
+        os.remove(resume_path(args))
     print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")
 
 

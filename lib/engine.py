@@ -5,6 +5,7 @@ sample's crop and flip, the torch RNG for dropout, and the contrastive loss's dr
 (from (seed, epoch, step)). A run resumed at an epoch boundary therefore continues
 exactly as the uninterrupted run would have.
 """
+import functools
 import random
 
 import numpy as np
@@ -16,6 +17,7 @@ from lib.data.base import IGNORE_INDEX
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
 from lib.errors import UserError
 from lib.metrics import confusion_matrix
+from lib.sliding import DEFAULT_SLIDE_WINDOW, owned_parts
 
 
 def resolve_device(name):
@@ -118,8 +120,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progres
         if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
             loss = loss + contrastive(logits, embeddings, masks, step)
         if not torch.isfinite(loss):
-            raise UserError(f"--lr {optimizer.defaults['lr']:g}: training diverged, the loss is {loss.item()} "
-                            f"(try a lower --lr)")
+            raise UserError(f"training diverged, the loss is {loss.item()}: lower --lr ({optimizer.defaults['lr']:g}) "
+                            f"or --weight-decay ({optimizer.defaults['weight_decay']:g})")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -178,15 +180,30 @@ def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=Fal
             yield batch_ids, images, masks
 
 
+def predicted_classes(model, device, amp, images):
+    """images [B, 3, H, W] (on any device) -> the model's class ids [B, H, W] on `device`."""
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        logits = model(images.to(device, non_blocking=True))  # [B, C, H, W]
+    if not torch.isfinite(logits).all():  # an argmax of NaN is class 0: an mIoU of garbage
+        raise UserError("--checkpoint: the model's logits are NaN or infinite (on CUDA, try --no-amp)")
+    return logits.argmax(dim=1)
+
+
 @torch.no_grad()
-def evaluate_confusion(model, batches, num_classes, device, amp, progress=None):
-    """Accumulate the [C, C] confusion matrix (rows = truth) of the model over `batches`."""
+def evaluate_confusion(model, batches, num_classes, device, amp, progress=None, window=DEFAULT_SLIDE_WINDOW):
+    """Accumulate the [C, C] confusion matrix (rows = truth) of the model over `batches`.
+
+    Images larger than `window` (height, width) are predicted window by window, and
+    counted window by window (lib.sliding.owned_parts): neither the predictions nor
+    the confusion matrix's int64 temporaries ever span a whole large image.
+    """
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    predict = functools.partial(predicted_classes, model, device, amp)
     for _, images, masks in batches:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images.to(device, non_blocking=True))
-        confusion += confusion_matrix(logits.argmax(dim=1), masks.to(device), num_classes)
+        for _, owned, predictions in owned_parts(predict, images, window):  # predictions [B, h, w]: the owned part
+            truth = masks[..., owned.top:owned.bottom, owned.left:owned.right]  # [B, h, w]
+            confusion += confusion_matrix(predictions, truth.to(device), num_classes)
         if progress:
             progress.update(steps=len(images), items=len(images))
     return confusion.cpu()

@@ -21,6 +21,12 @@ class UserError(Exception):
         super().__init__(message)
 
 
+def describe_error(err):
+    """`Type: first line of the message` of an exception raised by a library; the type alone when it says nothing."""
+    lines = str(err).strip().splitlines()
+    return f"{err.__class__.__name__}: {lines[0]}" if lines else err.__class__.__name__
+
+
 def run_cli(main, argv=None):
     try:
         main(argv)

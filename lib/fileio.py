@@ -7,6 +7,8 @@ the previous complete file or the new complete file, never a torn one, which is
 what lets the shell scripts skip a step whose output exists.
 """
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -36,9 +38,20 @@ def atomic_write(path, mode="wb"):
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise UserError(f"{path}: write failed ({err.strerror or err})") from None
+        cause = os_error_behind(err)
+        if cause is not None:
+            raise UserError(f"{path}: write failed ({cause.strerror or cause})") from None
         raise
+
+
+def os_error_behind(err):
+    """The OSError that caused `err`, or None. Writers in C++ wrap it: torch.save reports a full disk as
+    `RuntimeError: [enforce fail at inline_container.cc ...]`, the OSError of the file's write() as its context."""
+    while err is not None:
+        if isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def new_file_mode():
@@ -68,6 +81,8 @@ def read_json(path, what="JSON file"):
         raise UserError(f"{path}: {what} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a valid {what} ({err})") from None
+    except RecursionError:  # the parser recurses once per level of [ or {
+        raise UserError(f"{path}: not a valid {what} (nested too deeply to read)") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read {what} ({err.strerror})") from None
 
@@ -78,3 +93,20 @@ def sha256_of(path, chunk_size=1 << 20):
         while block := handle.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+# renameat2(2)'s flag: swap two paths in one step (Linux 3.15+, on ext4, xfs, btrfs, tmpfs and others).
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def exchange_paths(a, b):
+    """Swap the folders (or files) at `a` and `b` atomically; False where the system cannot, and nothing moved."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # not glibc 2.28+ (macOS, musl): the caller falls back
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a file system without the flag (NFS, old kernels)
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(b))

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.checkpoint import check_dataset, check_version, is_checkpoint, model_from_checkpoint, read_torch_file
-from lib.cli import positive_int, size_pair, three_floats
+from lib.checkpoint import check_checkpoint, check_dataset, is_checkpoint, model_from_checkpoint, read_torch_file
+from lib.cli import MAX_SIDE, positive_int, size_pair_up_to, three_floats, three_positive_floats
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from lib.errors import UserError
-from lib.models import ARCHS, OUTPUT_STRIDES, build_model
+from lib.errors import UserError, describe_error
+from lib.models import ARCHS, OUTPUT_STRIDES, model_with_weights
 
 CHECKPOINT, STATE_DICT, TORCHSCRIPT = "checkpoint of this toolkit", "state dict", "TorchScript model"
 # The flags that describe a model file which does not describe itself, and the kinds they apply to.
@@ -51,9 +51,9 @@ def add_model_file_args(parser):
                        help="state dict: backbone output stride it was trained with (default: 16)")
     group.add_argument("--mean", type=three_floats, default=None,
                        help="state dict or TorchScript: input normalisation mean R,G,B (default: ImageNet's)")
-    group.add_argument("--std", type=three_floats, default=None,
+    group.add_argument("--std", type=three_positive_floats, default=None,
                        help="state dict or TorchScript: input normalisation std R,G,B (default: ImageNet's)")
-    group.add_argument("--input-size", type=size_pair, default=None,
+    group.add_argument("--input-size", type=size_pair_up_to(MAX_SIDE), default=None,
                        help="TorchScript: resize images to HxW for the model, logits back (default: as they are)")
     group.add_argument("--feature-layer", default=None,
                        help="TorchScript: submodule whose output on the image gives coreset, kmeanspp and meal-ft "
@@ -80,7 +80,7 @@ class ModelFile:
             return
         content = read_torch_file(path)
         if is_checkpoint(content):
-            self.kind, self.content = CHECKPOINT, check_version(content, path)
+            self.kind, self.content = CHECKPOINT, check_checkpoint(content, path)
         elif isinstance(content, dict) and content and all(torch.is_tensor(v) for v in content.values()):
             self.kind, self.content = STATE_DICT, content
         else:
@@ -99,12 +99,13 @@ class ModelFile:
             raise UserError(f"{flag}: {self.path} is a {self.kind}, which {flag} does not apply to")
         if self.kind == CHECKPOINT:
             check_dataset(self.content, self.path, dataset)
-            return LoadedModel(model_from_checkpoint(self.content, device), self.content["preprocess"], CHECKPOINT,
+            return LoadedModel(model_from_checkpoint(self.content, device, self.path), self.content["preprocess"], CHECKPOINT,
                                self.content["model_args"], trained_on=self.content["index"])
         preprocess = {"mean": args.mean or list(IMAGENET_MEAN), "std": args.std or list(IMAGENET_STD)}
         if self.kind == STATE_DICT:
             model_args = state_dict_model_args(args, self.path, dataset)
-            model = model_from_state_dict(self.content, model_args, self.path)
+            described = f"a state dict of --arch {model_args['arch']} with {model_args['num_classes']} classes"
+            model = model_with_weights(model_args, self.content, self.path, described)
             return LoadedModel(model.to(device).eval(), preprocess, STATE_DICT, model_args)
         model = ScriptedSegmenter(load_torchscript(self.path), self.path, dataset.num_classes, args.input_size,
                                   args.feature_layer)
@@ -127,7 +128,7 @@ def load_torchscript(path):
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice, not about the file
             return torch.jit.load(path, map_location="cpu")
     except Exception as err:  # a damaged archive raises RuntimeError or zip errors, depending on where
-        raise UserError(f"{path}: cannot load TorchScript ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+        raise UserError(f"{path}: cannot load TorchScript ({describe_error(err)})") from None
 
 
 def state_dict_model_args(args, path, dataset):
@@ -137,26 +138,6 @@ def state_dict_model_args(args, path, dataset):
         raise UserError(f"--num-classes {args.num_classes}: dataset {dataset.name!r} has {dataset.num_classes} classes")
     return {"arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride or 16,
             "mc_dropout": False}
-
-
-def model_from_state_dict(state, model_args, path):
-    """Our network with the state dict's weights; a foreign or mis-sized dict names the first key at fault."""
-    model = build_model(model_args)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
-    described = f"--arch {model_args['arch']} with {model_args['num_classes']} classes"
-    if missing or unexpected:
-        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise UserError(f"{path}: not a state dict of {described}: {len(missing)} keys missing, "
-                        f"{len(unexpected)} unexpected (first {first})")
-    if mismatched:
-        key = mismatched[0]
-        raise UserError(f"{path}: not a state dict of {described}: {key} is {list(state[key].shape)} "
-                        f"in the file, {list(own[key].shape)} in the model")
-    model.load_state_dict(state)
-    return model
 
 
 class ScriptedSegmenter(nn.Module):
@@ -175,8 +156,19 @@ class ScriptedSegmenter(nn.Module):
             return images
         return F.interpolate(images, self.input_size, mode="bilinear", align_corners=False)
 
+    def _call(self, module, images, what):
+        """The user's compiled code raising is a problem of the file, not a bug of ours: one line naming it."""
+        try:
+            return module(self._resized(images))
+        except torch.jit.Error as err:  # the interpreter's trace first, the model's own exception last
+            raise UserError(f"{self.path}: {what} failed on a batch of {list(images.shape)} "
+                            f"({str(err).strip().splitlines()[-1]})") from None
+        except Exception as err:
+            raise UserError(f"{self.path}: {what} failed on a batch of {list(images.shape)} "
+                            f"({describe_error(err)})") from None
+
     def forward(self, images):  # [B, 3, H, W] -> [B, C, H, W]
-        output = self.scripted(self._resized(images))
+        output = self._call(self.scripted, images, "the model's forward")
         if isinstance(output, dict):
             if "out" not in output:
                 raise UserError(f"{self.path}: the model returns a dict without \"out\" (keys: {', '.join(output)})")
@@ -188,12 +180,13 @@ class ScriptedSegmenter(nn.Module):
         if output.shape[1] != self.num_classes:
             raise UserError(f"{self.path}: the model returns {output.shape[1]} classes but the dataset has "
                             f"{self.num_classes}")
+        check_logits(output, self.path)
         if output.shape[-2:] != images.shape[-2:]:
             output = F.interpolate(output, images.shape[-2:], mode="bilinear", align_corners=False)
         return output
 
     def features(self, images):  # [B, 3, H, W] -> [B, d, h, w]
-        output = self.feature_layer(self._resized(images))
+        output = self._call(self.feature_layer, images, "--feature-layer")
         if isinstance(output, dict):  # torchvision backbones: {"out": ..., "aux": ...}
             output = output["out"] if "out" in output else list(output.values())[-1]
         if isinstance(output, (tuple, list)) and output:  # several stages, shallow to deep: the deepest
@@ -205,6 +198,16 @@ class ScriptedSegmenter(nn.Module):
             raise UserError(f"--feature-layer: {self.path}'s layer must return features [B, d, h, w] or [B, d], "
                             f"got {shape}")
         return output
+
+
+def check_logits(logits, path):
+    """Scores a softmax and an argmax can read: floating point, at least one pixel, finite."""
+    if not logits.is_floating_point():
+        raise UserError(f"{path}: the model returns {logits.dtype} logits; expected floating-point scores per class")
+    if logits.shape[-2] == 0 or logits.shape[-1] == 0:
+        raise UserError(f"{path}: the model returns empty maps {list(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise UserError(f"{path}: the model returns NaN or infinite logits (on CUDA, try --no-amp)")
 
 
 def scripted_features(model, images):

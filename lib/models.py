@@ -395,6 +395,43 @@ def build_model(model_args):
     return DeepLabV3Plus(arch, num_classes, output_stride, model_args["mc_dropout"], embed_dim)
 
 
+def model_with_weights(model_args, state, path, described):
+    """build_model(model_args) holding the weights `state` read from `path`, which should be `described`.
+
+    A foreign or mis-sized dict names the first key at fault, and NaN or infinite
+    weights are refused: every prediction of such a model would be garbage.
+    """
+    try:
+        model = build_model(model_args)
+    except UserError as err:  # model_args read from the file
+        raise UserError(f"{path}: {err}") from None
+    own = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise UserError(f"{path}: not {described}: the weights are not a mapping of names to tensors")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected:
+        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise UserError(f"{path}: not {described}: {len(missing)} keys missing, "
+                        f"{len(unexpected)} unexpected (first {first})")
+    if mismatched:
+        key = mismatched[0]
+        raise UserError(f"{path}: not {described}: {key} is {list(state[key].shape)} "
+                        f"in the file, {list(own[key].shape)} in the model")
+    broken = first_non_finite(state)
+    if broken is not None:
+        raise UserError(f"{path}: the weights hold NaN or infinite values ({broken}); train the model again")
+    model.load_state_dict(state)
+    return model
+
+
+def first_non_finite(state):
+    """The first key of a state dict whose floating-point tensor holds NaN or inf, or None."""
+    return next((key for key, tensor in state.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+
+
 # ---------------------------------------------------------------------------------
 # Pretrained backbone weights, local files only.
 # ---------------------------------------------------------------------------------
@@ -430,6 +467,11 @@ def resolve_pretrained(spec, arch):
         f"pretrained 'imagenet': no {arch} weights at {looked}; this toolkit never downloads: "
         f"copy a torchvision {arch} state dict there or pass its path"
     )
+
+
+def pretrained_location(spec):
+    """What `--pretrained` reads, for the output checks: its file, or for 'imagenet' the hub cache's folder."""
+    return Path(torch.hub.get_dir()) / "checkpoints" if spec == "imagenet" else spec
 
 
 def load_pretrained_backbone(model, spec, arch):

@@ -4,44 +4,64 @@
     DIR/previews/<name>.png   the image, the item's box outlined just outside it
     DIR/masks/<name>.png      patch and region units: 255 inside the box, 0 elsewhere
 
-<name> is the item id with '#' written as '__' (`img#r0c1` -> `img__r0c1`); the CSV
+<name> is the item id percent-encoded (`img#r0c1` -> `img%23r0c1`): distinct ids
+always give distinct names, and no id can name a path outside the folder. The CSV
 names both files, so nobody has to rebuild names from ids. The box is in pixels of
-the image, [top, bottom) x [left, right), the whole image for image units.
+the image, [top, bottom) x [left, right), the whole image for image units. Text cells
+that begin with `=`, `+`, `-` or `@` are prefixed with `'`, as spreadsheets need to
+show them as text rather than run them as formulas.
 
-The folder appears complete or not at all: it is built in a hidden sibling folder
-and renamed into place, and an older DIR is renamed aside first and then deleted.
+DIR is replaced as a whole, and only when an earlier export made it (its marker file,
+lib.outputs) or it is empty: the new worklist is built in a hidden sibling folder and
+swapped with the old one in a single step (renameat2's RENAME_EXCHANGE), so at every
+moment DIR holds the old worklist or the new one. Where the file system cannot swap,
+the old folder is renamed aside and the new one into place; a run killed between
+the two leaves both in hidden siblings. Hidden siblings left by killed runs are
+deleted by the next export to DIR.
 """
 import contextlib
 import csv
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
 
 from lib.errors import UserError
-from lib.fileio import atomic_write
+from lib.fileio import atomic_write, exchange_paths
+from lib.outputs import check_folder, made_by, mark_folder
 from lib.units import items_by_image
 
 COLUMNS = ("rank", "id", "image", "top", "left", "bottom", "right", "score", "method", "cycle", "preview", "mask")
 # Colours of the 1-pixel rings around a box, innermost first: a magenta band (rare in
 # photos) with a black rim that keeps it visible on magenta or very light pixels.
 OUTLINE = ((255, 0, 255), (255, 0, 255), (0, 0, 0))
+KIND = "a worklist of select.py --export"
+# What spreadsheet software reads as the start of a formula (OWASP's CSV injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def check_export_folder(folder):
-    """Fail before any work when `folder` cannot become the worklist folder."""
+def check_export_folder(folder, flag="--export"):
+    """Fail before any work when `folder` cannot become the worklist folder: only an earlier export's is replaced."""
     folder = Path(folder)
     if not folder.parent.resolve().is_dir():
-        raise UserError(f"{folder}: folder {folder.parent} does not exist")
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: exists and is not a folder")
+        raise UserError(f"{flag} {folder}: folder {folder.parent} does not exist")
+    check_folder(folder, KIND, flag)
 
 
 def file_name(item_id):
-    return item_id.replace("#", "__") + ".png"
+    """A file name of its own for every id: percent-encoding is injective and leaves no '/' or '#'."""
+    return quote(item_id, safe="") + ".png"
+
+
+def spreadsheet_text(text):
+    """A text cell that spreadsheets show as it is, never evaluate."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def outlined(image, box):
@@ -101,34 +121,49 @@ def write_csv(path, dataset, unit, item_ids, written, scores, method, cycle):
             box, preview, mask = written[item_id]
             score = "" if scores is None else repr(float(scores[item_id]))
             image = Path(dataset.image_path(unit.image_of(item_id))).resolve()
-            writer.writerow([rank, item_id, image, box.top, box.left, box.bottom, box.right, score, method, cycle,
-                             preview, mask])
+            text = [spreadsheet_text(value) for value in (item_id, image)]
+            writer.writerow([rank, *text, box.top, box.left, box.bottom, box.right, score, spreadsheet_text(method),
+                             cycle, preview, mask])
+
+
+def remove_leftovers(folder):
+    """Delete what killed exports to `folder` left beside it: hidden siblings that are empty or carry the marker."""
+    pattern = re.compile(re.escape(f".{folder.name}.") + r"[^/]+\.(tmp|old)")  # mkdtemp's names below
+    for sibling in folder.parent.iterdir():
+        if pattern.fullmatch(sibling.name) and sibling.is_dir() and not sibling.is_symlink():
+            if made_by(sibling) == KIND or not any(sibling.iterdir()):
+                shutil.rmtree(sibling)
 
 
 def replace_folder(new, folder):
-    """Move the finished `new` folder to `folder`, an older one renamed aside and deleted."""
+    """Put the finished `new` folder at `folder`: swapped in one step with an older one, which is then deleted."""
     if not folder.exists():
         os.replace(new, folder)
-        return
-    # Renaming a folder onto an empty one is allowed, so the old one goes to a fresh empty name.
-    old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
-    os.replace(folder, old)
-    os.replace(new, folder)
-    shutil.rmtree(old)
+    elif exchange_paths(new, folder):
+        shutil.rmtree(new)  # now the old worklist
+    else:
+        # Renaming a folder onto an empty one is allowed, so the old one goes to a fresh empty name.
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+        os.replace(folder, old)
+        os.replace(new, folder)
+        shutil.rmtree(old)
 
 
 def write_worklist(folder, dataset, unit, item_ids, scores, method, cycle):
-    """Write the worklist of the selected `item_ids` (best first) to `folder`, replacing an older one.
+    """Write the worklist of the selected `item_ids` (best first) to `folder`, replacing an earlier export's.
 
     `scores` is {item id: score} of the method, or None for methods without scores.
+    A symbolic link is followed: the folder it points to is replaced, the link kept.
     """
     check_export_folder(folder)
-    folder = Path(folder)
+    folder = Path(os.path.realpath(folder))
     try:
+        remove_leftovers(folder)
         new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     except OSError as err:
         raise UserError(f"{folder}: cannot write in {folder.parent} ({err.strerror})") from None
     try:
+        mark_folder(new, KIND)  # first: a killed export's leftover is recognised as ours
         written = write_files(new, dataset, unit, item_ids)
         write_csv(new / "worklist.csv", dataset, unit, item_ids, written, scores, method, cycle)
         replace_folder(new, folder)

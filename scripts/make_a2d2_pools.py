@@ -20,12 +20,14 @@ frame). Train on it with `--dataset folder --data-root OUT/pool_aug`. OUT/pool_a
 lists its ids and is written last, so it marks a complete Pool-Aug.
 
 Every pool is drawn from --seed alone; the same arguments give byte-identical files.
-OUT is created if missing and the files this tool writes are overwritten. It refuses an
+OUT is created if missing; an existing OUT must be empty or made by this tool, whose
+files it overwrites, and must not overlap the source data. It refuses an
 OUT/pool_aug/ that holds images it would not write (another seed, size or source):
 a folder dataset mixing two runs is no pool. Every pool is drawn before the first file
 is written, so a size the data cannot hold fails without touching OUT.
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -34,15 +36,22 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.cli import non_negative_int, positive_int, script_parser  # noqa: E402
+from lib.cli import non_negative_int, positive_int, script_parser, seed  # noqa: E402
 from lib.data import DATASETS, open_dataset  # noqa: E402
 from lib.data.folder import IMAGE_SUFFIXES  # noqa: E402
 from lib.errors import UserError, run_cli  # noqa: E402
 from lib.fileio import atomic_write, write_json  # noqa: E402
+from lib.outputs import check_folder, check_outputs, claim_folder  # noqa: E402
 from lib.pools import augmented_copies, consecutive_pool  # noqa: E402
 from lib.progress import Progress  # noqa: E402
 
 AUG_STREAM = 1  # the copies' random stream, apart from the draws of the frames
+KIND = "redundant pools of scripts/make_a2d2_pools.py"
+OWN_NAMES = re.compile(r"pool_\d+f\.json|pool_aug\.json|pool_aug")  # what this tool writes into OUT
+
+
+def made_before_markers(folder):
+    return all(OWN_NAMES.fullmatch(entry.name) for entry in folder.iterdir())
 
 
 def get_args_parser():
@@ -56,7 +65,7 @@ def get_args_parser():
                         help="the X of each Pool-Xf to write; none: only Pool-Aug")
     parser.add_argument("--aug-copies", type=positive_int, default=5, help="augmented copies per frame in Pool-Aug")
     parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=True, help="write Pool-Aug")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="same seed and arguments give identical files")
+    parser.add_argument("--seed", type=seed, default=0, help="same seed and arguments give identical files")
     return parser
 
 
@@ -94,6 +103,12 @@ def refuse_foreign_images(image_dir, ids):
     if foreign:
         raise UserError(f"{image_dir}: holds {len(foreign)} images this run does not write ({foreign[0]}, ...), "
                         f"from other arguments; use another --out or delete {image_dir.parent.parent}")
+
+
+def check_paths(args):
+    """Before any work: OUT may not overlap the source data, nor be a folder some other hand filled."""
+    check_outputs({"--data-root": args.data_root}, folders={"--out": args.out})
+    check_folder(args.out, KIND, "--out", made_before_markers)
 
 
 def mkdir(path):
@@ -135,6 +150,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if not (args.following or args.aug):
         raise UserError("nothing to write: --following lists no pool and --no-aug is given")
+    check_paths(args)
     dataset = open_dataset(args.dataset, args.data_root, args.split)
     frames = require_frames(dataset, args.dataset)
     pools = {following: consecutive_pool(frames, args.size, following, args.seed) for following in args.following}
@@ -144,7 +160,7 @@ def main(argv=None):
         require_masks(dataset, originals)
         ids = originals + [copy_id(image_id, k) for image_id in originals for k in range(1, args.aug_copies + 1)]
         refuse_foreign_images(out / "pool_aug" / "train" / "images", ids)
-    mkdir(out)
+    claim_folder(out, KIND, "--out", made_before_markers)
     # The marker goes first and comes back last: a killed run leaves no claim of a complete Pool-Aug.
     if args.aug:
         (out / "pool_aug.json").unlink(missing_ok=True)

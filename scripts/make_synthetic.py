@@ -11,21 +11,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.cli import non_negative_int, positive_int, script_parser  # noqa: E402
+from lib.cli import positive_int, script_parser, seed  # noqa: E402
 from lib.data.synthetic import existing_pool_matches, synthetic_parameters, write_synthetic_pool  # noqa: E402
 from lib.errors import run_cli  # noqa: E402
 
 
 def get_args_parser():
     parser = script_parser(__doc__)
-    parser.add_argument("root", help="output folder, created if missing")
+    parser.add_argument("root", help="output folder: created if missing; an existing one must be empty or a pool "
+                                     "this script made")
     parser.add_argument("--sequences", type=positive_int, default=30, help="train sequences (independent scenes)")
     parser.add_argument("--frames", type=positive_int, default=4,
                         help="consecutive frames per train sequence: the redundancy knob, 1 = all distinct")
     parser.add_argument("--val-images", type=positive_int, default=40, help="val images, one independent scene each")
     parser.add_argument("--height", type=positive_int, default=96, help="image height in pixels")
     parser.add_argument("--width", type=positive_int, default=128, help="image width in pixels")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="same seed and sizes give byte-identical files")
+    parser.add_argument("--seed", type=seed, default=0, help="same seed and sizes give byte-identical files")
     return parser
 
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 import torchvision
 
+# The shared checks of the bad-input tables report their values as test modules do.
+pytest.register_assert_rewrite("bad_input_kit")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The scripts live at the repository root and import `lib` from there; tests do the same.
 sys.path.insert(0, str(REPO_ROOT))
@@ -74,6 +76,12 @@ def train_tiny_model(pool, folder):
                                     "--arch", "tiny", "--epochs", "1", "--batch-size", "2", "--crop", "32x48",
                                     "--workers", "0", "--device", "cpu"])
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(synthetic_pool, tmp_path_factory):
+    """index.json (4 random images) and model.pt (a tiny model trained on them), shared: tests must not change them."""
+    return train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("trained"))
 
 
 def fail(script, argv, capsys):

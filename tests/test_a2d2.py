@@ -50,10 +50,11 @@ def write_frame(sequence_dir, sequence, frame, rng):
 
 
 @pytest.fixture()
-def a2d2(tmp_path):
+def a2d2(tmp_path_factory):
     """Two train sequences and the val sequence; one of them also has a side camera, which is not read."""
+    root = tmp_path_factory.mktemp("a2d2")  # apart from the outputs tests write to tmp_path
     rng = np.random.default_rng(0)
-    semantic_dir = tmp_path / "camera_lidar_semantic"
+    semantic_dir = root / "camera_lidar_semantic"
     semantic_dir.mkdir()
     (semantic_dir / "class_list.json").write_text(json.dumps(CLASS_LIST, indent=4))
     for sequence, frames in FRAMES.items():
@@ -63,7 +64,7 @@ def a2d2(tmp_path):
     side_dir.mkdir()
     side_image = np.zeros((8, 16, 3), dtype=np.uint8)
     Image.fromarray(side_image).save(side_dir / "20180807145028_camera_sideleft_000000091.png")
-    return tmp_path
+    return root
 
 
 def test_the_mapping_covers_the_38_classes_with_cityscapes_names():

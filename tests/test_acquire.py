@@ -1,3 +1,4 @@
+import argparse
 import math
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from lib.acquire import METHODS, SelectionContext, cycle_seed
-from lib.acquire.budget import parse_budget
+from lib.acquire.budget import budget_text, parse_budget
 from lib.acquire.meal import backbone_features
 from lib.acquire.umap import UMAP
 from lib.acquire.rank import random_subset, top_k
@@ -59,10 +60,20 @@ def test_pixel_budgets_count_items_of_the_mean_candidate_size(text, items):
     assert parse_budget(text, None, 100 * 360 * 480, 90 * 120) == items
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "0%", "ten", "5%%", "0.1%", "0%px", "x%px"])
-def test_bad_budgets(text):
-    with pytest.raises(UserError, match="--budget"):
-        parse_budget(text, 100, 1000, 10)
+@pytest.mark.parametrize(("text", "message"), [
+    ("0", "at least one item"), ("-3", "at least one item"), ("0%", "at least one item"), ("-0.5%px", "at least one"),
+    ("ten", "expected a count"), ("5%%", "expected a count"), ("x%px", "expected a count"), ("nan%", "expected a"),
+    ("inf", "expected a count"), ("1.5", "expected a count"), ("1e5000%", "at most 100%"), ("100.01%px", "at most 100%"),
+])
+def test_bad_budgets_are_refused_where_parsed(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        budget_text(text)
+
+
+@pytest.mark.parametrize("text", ["0.1%", "0.01%px"])
+def test_a_share_that_rounds_to_no_item_is_refused(text):
+    with pytest.raises(UserError, match="rounds to no item"):
+        parse_budget(budget_text(text), 100, 1000, 10)
 
 
 def test_share_budgets_need_an_item_count():

@@ -1,96 +1,28 @@
-"""Bad input through the command lines: the cases of README's Troubleshooting table.
+"""Bad input through the command lines: the cases of README's Troubleshooting table (tests/bad_input_kit.py).
 
-Every case fails with exit code 2 and one `error:` line that names the culprit file,
-id or flag, and leaves every file as it was: the outputs of an earlier run (an
-index, a checkpoint, metrics) are byte-identical afterwards and nothing appears.
+Data, index files, images and masks, checkpoints and model files, budgets, NaN and
+inf, flags, output folders.
 """
 import errno
 import json
 import os
-import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
-from conftest import fail, import_script, train_tiny_model
-from lib.data import open_dataset
+from bad_input_kit import SCRIPTS, Case, Inputs, case_ids, check_case, for_scripts
+from conftest import import_script
+from lib import fileio
 
 train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
-SCRIPTS = {"train": train, "select": select, "evaluate": evaluate}
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_pool, tmp_path_factory):
-    """index.json (4 random images) and model.pt (a tiny model trained on them)."""
-    return train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("trained"))
-
-
-@dataclass
-class Inputs:
-    """What a case builds its command line from. Broken inputs are written under `tmp`, never into the pool."""
-
-    tmp: Path
-    pool: Path  # the shared synthetic pool
-    trained: Path  # the `trained` fixture
-    monkeypatch: pytest.MonkeyPatch
-
-    def __post_init__(self):
-        self.index = json.loads((self.trained / "index.json").read_text())
-        self.pool_ids = open_dataset("synthetic", self.pool, "train").ids
-        unlabeled = [image_id for image_id in self.pool_ids if image_id not in self.index["labeled"]]
-        # An id of each kind, for the expected messages.
-        self.ids = {"labeled": self.index["labeled"][0], "unlabeled": unlabeled[0], "first": self.pool_ids[0],
-                    "val": open_dataset("synthetic", self.pool, "val").ids[0]}
-
-    @property
-    def out(self):
-        """The outputs' folder; it holds the outputs of an earlier run."""
-        return self.tmp / "out"
-
-    # Command lines that succeed as they are: a case appends flags, and a repeated flag's last value wins.
-    def select(self, *flags):
-        return ["--dataset", "synthetic", "--data-root", str(self.pool), "--index", str(self.trained / "index.json"),
-                "--checkpoint", str(self.trained / "model.pt"), "--method", "entropy", "--budget", "2",
-                "--out", str(self.out / "next.json"), "--workers", "0", "--device", "cpu", *flags]
-
-    def train(self, *flags):
-        return ["--dataset", "synthetic", "--data-root", str(self.pool), "--index", str(self.trained / "index.json"),
-                "--out", str(self.out / "model.pt"), "--arch", "tiny", "--epochs", "1", "--batch-size", "2",
-                "--crop", "32x48", "--workers", "0", "--device", "cpu", *flags]
-
-    def evaluate(self, *flags):
-        return ["--checkpoint", str(self.trained / "model.pt"), "--data-root", str(self.pool),
-                "--out", str(self.out / "metrics.json"), "--workers", "0", "--device", "cpu", *flags]
-
-    # Broken inputs: each returns the flags that hand it to the script.
-    def pool_copy(self, edit, *paths):
-        """A copy of the pool with `edit(root / path)` applied to each path ({labeled}-style ids filled in)."""
-        root = self.tmp / "pool"
-        shutil.copytree(self.pool, root)
-        for path in paths:
-            edit(root / path.format(**self.ids))
-        return ["--data-root", str(root)]
-
-    def index_file(self, **fields):
-        path = self.tmp / "index.json"
-        path.write_text(json.dumps({**self.index, **fields}))
-        return ["--index", str(path)]
-
-    def text_file(self, name, text):
-        self.tmp.joinpath(name).write_text(text)
-        return str(self.tmp / name)
-
-    def first_half(self, source, destination):
-        """A file cut off halfway, like a copy that did not finish."""
-        self.tmp.joinpath(destination).write_bytes(source.read_bytes()[: source.stat().st_size // 2])
-        return self.tmp / destination
-
+class BrokenInputs(Inputs):
     def cut_resume_file(self):
         """An <out>.resume cut off halfway (copied from another machine, say), with --resume to read it."""
         self.first_half(self.trained / "model.pt", "out/model.pt.resume")
@@ -129,13 +61,90 @@ class Inputs:
         self.monkeypatch.setattr(tempfile, "mkstemp", refuse_in_folder)
         return folder
 
-    def disk_full(self):
-        """The disk fills up while a file is written: its bytes never reach the disk."""
+    def disk_full_at_fsync(self):
+        """The disk fills up as a file is flushed: its bytes never reach the disk."""
         def no_space(fd):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         self.monkeypatch.setattr(os, "fsync", no_space)
         return []
+
+    def disk_full_at_write(self, room=4096):
+        """The disk fills up inside a writer's write() calls (torch.save's C++ writer among them)."""
+        fdopen = os.fdopen
+        self.monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: FullDisk(fdopen(fd, mode), room))
+        return []
+
+    def checkpoint(self, name, edit):
+        """The trained checkpoint with `edit(checkpoint)` applied, saved as `name`."""
+        checkpoint = torch.load(self.trained / "model.pt", weights_only=True)
+        edit(checkpoint)
+        torch.save(checkpoint, self.tmp / name)
+        return ["--checkpoint", str(self.tmp / name)]
+
+    def scripted(self, module):
+        """A TorchScript file of `module`, as a model trained elsewhere."""
+        torch.jit.script(module).save(str(self.tmp / "scripted.pt"))
+        return ["--checkpoint", str(self.tmp / "scripted.pt"), "--dataset", "synthetic"]
+
+    def resume_file(self, edit):
+        """An <out>.resume of this very run (2 epochs), killed after epoch 1, then `edit(checkpoint)`ed."""
+        train.main(self.train("--epochs", "2", "--out", str(self.tmp / "model.pt")))
+        checkpoint = torch.load(self.tmp / "model.pt", weights_only=True)
+        (self.tmp / "model.pt").unlink()
+        checkpoint.update(epoch=1, train_args={**checkpoint["train_args"], "out": str(self.out / "model.pt")})
+        edit(checkpoint)
+        torch.save(checkpoint, self.out / "model.pt.resume")
+        return ["--epochs", "2", "--resume"]
+
+    def cache_then_fewer_classes(self):
+        """A --cache-dir filled by training on a copy of the pool whose classes.json then loses 5 of its 8 classes."""
+        data_root = self.pool_copy(lambda path: None)
+        cache = ["--cache-dir", str(self.tmp / "cache")]
+        train.main(self.train(*data_root, *cache, "--out", str(self.tmp / "model.pt")))
+        (self.tmp / "model.pt").unlink()
+        three_classes(self.tmp / "pool" / "classes.json")
+        return [*data_root, *cache]
+
+
+class FullDisk:
+    """A file whose write() fails with ENOSPC once `room` bytes are written, like a file system that fills up."""
+
+    def __init__(self, handle, room):
+        self.handle, self.room = handle, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.handle.__exit__(*exc)
+
+
+# TorchScript models that break the contract of a segmentation model in one way each.
+class RaisingModel(nn.Module):
+    def forward(self, images):
+        raise RuntimeError("this model is broken")
+
+
+class LogitsOf(nn.Module):
+    """Logits [B, 8, H, W] (or empty maps) of one dtype and value."""
+
+    def __init__(self, value: float, dtype: torch.dtype, empty: bool = False):
+        super().__init__()
+        self.value, self.dtype, self.empty = value, dtype, empty
+
+    def forward(self, images):
+        height, width = (0, 0) if self.empty else (images.shape[2], images.shape[3])
+        return torch.full((images.shape[0], 8, height, width), self.value).to(self.dtype)
 
 
 def garbage(path):
@@ -164,18 +173,6 @@ def three_classes(path):
 def remove_images(path):
     for image in path.iterdir():
         image.unlink()
-
-
-class Case(NamedTuple):
-    name: str
-    script: str
-    argv: Callable  # Inputs -> argv; writes the broken input on the way
-    expect: str  # in the error line; {labeled}, {unlabeled}, {val}: the ids of Inputs.ids
-
-
-def for_scripts(name, scripts, argv, expect):
-    """One case per script: `argv(inputs, script's argv builder)`."""
-    return [Case(name, script, lambda s, script=script: argv(s, getattr(s, script)), expect) for script in scripts]
 
 
 def output_cases(name, folder, expect):
@@ -246,44 +243,145 @@ CASES = [
     # Budgets.
     Case("budget-over-pool", "select", lambda s: s.select("--budget", "9"),
          "--budget 9: 9 items asked but only 8 are unlabeled"),
-    Case("budget-zero", "select", lambda s: s.select("--budget", "0"), "--budget '0': must select at least one item"),
-    Case("budget-negative", "select", lambda s: s.select("--budget", "-2"),
-         "--budget '-2': must select at least one item"),
+    Case("budget-zero", "select", lambda s: s.select("--budget", "0"),
+         "argument --budget: must select at least one item, got '0'"),
+    Case("budget-negative", "select", lambda s: s.select("--budget=-2"),
+         "argument --budget: must select at least one item, got '-2'"),
     # NaN and inf.
     Case("inf-features", "select",
          lambda s: s.select("--method", "coreset", *s.one_bad_row("f.npz", "features", np.inf)),
-         "f.npz: features of id '{unlabeled}' is NaN or infinite"),
+         "f.npz: features of id '{unlabeled}' is NaN or infinite in float32"),
     Case("nan-scores", "select", lambda s: s.select("--method", "topk", *s.one_bad_row("s.npz", "scores", np.nan)),
          "s.npz: score of id '{unlabeled}' is NaN or infinite"),
-    Case("nan-model", "select", lambda s: s.select(*s.nan_checkpoint()),
-         "--checkpoint: the model's score of item '{unlabeled}' is NaN or infinite"),
-    Case("nan-model-features", "select", lambda s: s.select("--method", "coreset", *s.nan_checkpoint()),
-         "--checkpoint: the model's features of item '{first}' is NaN or infinite"),
     # Output paths.
     *output_cases("missing-out-folder", lambda s: s.out / "missing", "missing/{file}: folder"),
-    *output_cases("read-only-out-folder", Inputs.read_only_folder, "read-only/{file}: "),  # either refusal
-    Case("disk-full", "train", lambda s: s.train(*s.disk_full()),
-         "out/model.pt: write failed (No space left on device)"),
+    *output_cases("read-only-out-folder", BrokenInputs.read_only_folder, "read-only/{file}: "),  # either refusal
+]
+
+NO_SPACE = "write failed (No space left on device)"
+# Group 1: the disk fills up while a checkpoint is written, in the real torch.save's writes or at the flush.
+DISK_FULL_CASES = [
+    Case("disk-full-at-fsync", "train", lambda s: s.train(*s.disk_full_at_fsync()), f"out/model.pt: {NO_SPACE}"),
+    Case("disk-full-in-torch-save", "train", lambda s: s.train(*s.disk_full_at_write()), f"out/model.pt: {NO_SPACE}"),
+    Case("disk-full-in-torch-save-of-resume", "train", lambda s: s.train("--epochs", "2", *s.disk_full_at_write()),
+         f"out/model.pt.resume: {NO_SPACE}"),
 ]
 
 
-def snapshot(*folders):
-    """Every file's bytes and every folder (None) under `folders`: what a failed run must leave as it was."""
-    return {path: path.read_bytes() if path.is_file() else None
-            for folder in folders for path in sorted(folder.rglob("*"))}
+def nan_weights(checkpoint):
+    for tensor in checkpoint["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{case.script}-{case.name}" for case in CASES])
-def test_bad_input_is_one_line_and_changes_no_file(case, synthetic_pool, trained, tmp_path, monkeypatch, capsys):
-    inputs = Inputs(tmp_path, synthetic_pool, trained, monkeypatch)
-    inputs.out.mkdir()
-    shutil.copy(trained / "index.json", inputs.out / "next.json")
-    shutil.copy(trained / "model.pt", inputs.out / "model.pt")
-    (inputs.out / "metrics.json").write_text('{"miou": 0.5}\n')
-    argv = case.argv(inputs)
-    before = snapshot(tmp_path, trained, synthetic_pool)
-    assert case.expect.format(**inputs.ids) in fail(SCRIPTS[case.script], argv, capsys)
-    assert snapshot(tmp_path, trained, synthetic_pool) == before
+# Group 2: non-finite weights are never saved, and never read as a model's predictions.
+NON_FINITE_CASES = [
+    # One step of 4 images (the loss before it is finite) multiplies the weights by lr x weight decay = 9e76.
+    Case("training-ends-non-finite", "train",
+         lambda s: s.train("--lr", "3e38", "--weight-decay", "3e38", "--batch-size", "4"),
+         "training diverged, NaN or infinite weights (backbone.stem.0.0.weight) after epoch 1, nothing saved: "
+         "lower --lr (3e+38) or --weight-decay (3e+38)"),
+    *for_scripts("nan-weights", ("select", "evaluate"), lambda s, argv: argv(*s.checkpoint("nan.pt", nan_weights)),
+                 "nan.pt: the weights hold NaN or infinite values"),
+    *for_scripts("nan-logits-torchscript", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(LogitsOf(float("nan"), torch.float32))),
+                 "scripted.pt: the model returns NaN or infinite logits"),
+    *for_scripts("inf-logits-torchscript", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(LogitsOf(float("inf"), torch.float32))),
+                 "scripted.pt: the model returns NaN or infinite logits"),
+]
+
+
+def without(key):
+    return lambda checkpoint: checkpoint.pop(key)
+
+
+def another_arch(checkpoint):
+    checkpoint["model_args"]["arch"] = "mobilenet_v2"
+
+
+# Group 4: checkpoints and model files that are empty, incomplete, inconsistent, or misbehave.
+CHECKPOINT_CASES = [
+    *for_scripts("empty-checkpoint", ("select", "evaluate"), lambda s, argv: argv("--checkpoint", s.text_file("e.pt", "")),
+                 "e.pt: cannot read checkpoint (EOFError)"),
+    Case("empty-teacher", "train",
+         lambda s: s.train("--ssl", "selftrain", "--teacher", s.text_file("e.pt", ""), "--pseudo-dir", str(s.tmp / "p")),
+         "e.pt: cannot read checkpoint (EOFError)"),
+    *for_scripts("checkpoint-without-preprocess", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.checkpoint("c.pt", without("preprocess"))),
+                 "c.pt: damaged checkpoint: 'preprocess' is missing or not an object"),
+    *for_scripts("checkpoint-without-weights", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.checkpoint("c.pt", without("model"))),
+                 "c.pt: damaged checkpoint: 'model' is missing or not a state dict"),
+    *for_scripts("weights-of-another-model", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.checkpoint("c.pt", another_arch)),
+                 "c.pt: not the weights of its model_args"),
+    Case("resume-without-optimizer", "train", lambda s: s.train(*s.resume_file(without("optimizer"))),
+         "out/model.pt.resume: cannot resume from it (KeyError: 'optimizer')"),
+    Case("resume-without-epoch", "train", lambda s: s.train(*s.resume_file(without("epoch"))),
+         "out/model.pt.resume: damaged checkpoint: no train_args, epoch or index sha256"),
+    *for_scripts("torchscript-forward-raises", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(RaisingModel())),
+                 "scripted.pt: the model's forward failed on a batch of [4, 3, 32, 48]"),
+    *for_scripts("torchscript-empty-maps", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(LogitsOf(0.0, torch.float32, empty=True))),
+                 "scripted.pt: the model returns empty maps [4, 8, 0, 0]"),
+    *for_scripts("torchscript-integer-logits", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(LogitsOf(1.0, torch.int64))),
+                 "scripted.pt: the model returns torch.int64 logits"),
+    *for_scripts("torchscript-bool-logits", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.scripted(LogitsOf(1.0, torch.bool))),
+                 "scripted.pt: the model returns torch.bool logits"),
+]
+
+# Group 3: a cache filled before the class list changed is checked against the new one.
+CACHE_CASES = [
+    Case("cache-before-classes-changed", "train", lambda s: s.train(*s.cache_then_fewer_classes()),
+         "is out of range (3 classes, 255 = ignore)"),
+]
+
+
+def flag_case(script, flag, value, expect, *extra):
+    return Case(f"{flag}={value}", script, lambda s: getattr(s, script)(*extra, f"{flag}={value}"),
+                f"argument {flag}: {expect}, got '{value}'")
+
+
+FINITE_POSITIVE = "must be a finite number in (0, inf)"
+FINITE_NON_NEGATIVE = "must be a finite number in [0, inf)"
+SEED = "must be in [0, 2**32)"
+# Group 7: flags are checked where they are parsed, so the right one is blamed.
+FLAG_CASES = [
+    flag_case("train", "--momentum", "nan", "must be a finite number in [0, 1)"),
+    flag_case("train", "--momentum", "1", "must be a finite number in [0, 1)"),
+    flag_case("train", "--weight-decay", "inf", FINITE_NON_NEGATIVE),
+    flag_case("train", "--lr", "inf", FINITE_POSITIVE),
+    flag_case("train", "--lr", "1e300", FINITE_POSITIVE),  # finite in float64, inf in float32
+    flag_case("train", "--lr", "-0.1", FINITE_POSITIVE),
+    flag_case("train", "--lambda-fm", "nan", FINITE_NON_NEGATIVE, "--ssl", "s4gan"),
+    flag_case("train", "--disc-lr", "inf", FINITE_POSITIVE, "--ssl", "s4gan"),
+    flag_case("train", "--reco-temperature", "nan", FINITE_POSITIVE, "--contrastive", "reco"),
+    flag_case("train", "--log-interval", "nan", FINITE_POSITIVE),
+    flag_case("train", "--seed", "-1", SEED),
+    flag_case("select", "--seed", "4294967296", SEED),
+    flag_case("train", "--crop", "100000x100000", "at most 8192 pixels a side"),
+    flag_case("select", "--input-size", "100000x100000", "at most 8192 pixels a side"),
+    flag_case("select", "--std", "1,0,1", "expected three comma-separated finite numbers above 0 R,G,B"),
+    flag_case("evaluate", "--mean", "nan,0,0", "expected three comma-separated finite numbers R,G,B"),
+    flag_case("select", "--budget", "1e5000%", "a share of the pool is at most 100%"),
+    Case("--budget=nan%", "select", lambda s: s.select("--budget", "nan%"), "argument --budget: expected a count"),
+    Case("features-beyond-float32", "select",
+         lambda s: s.select("--method", "coreset", *s.one_bad_row("f.npz", "features", 1e300)),
+         "f.npz: features of id '{unlabeled}' is NaN or infinite in float32"),
+]
+
+GROUPS = {"bad-input": CASES, "disk-full": DISK_FULL_CASES, "non-finite": NON_FINITE_CASES,
+          "checkpoints": CHECKPOINT_CASES, "cache": CACHE_CASES, "flags": FLAG_CASES}
+ALL_CASES = [case for cases in GROUPS.values() for case in cases]
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=case_ids(ALL_CASES))
+def test_bad_input_is_one_line_and_changes_no_file(case, synthetic_pool, trained_tiny, tmp_path, monkeypatch, capsys):
+    check_case(case, BrokenInputs(tmp_path, synthetic_pool, trained_tiny, monkeypatch), capsys)
 
 
 def to_grey(path):
@@ -303,9 +401,9 @@ def convert_in_turn(folder):
         [to_grey, to_rgba, to_16_bit][n % 3](path)
 
 
-def test_greyscale_rgba_and_16_bit_images_train_and_score(synthetic_pool, trained, tmp_path, monkeypatch):
+def test_greyscale_rgba_and_16_bit_images_train_and_score(synthetic_pool, trained_tiny, tmp_path, monkeypatch):
     """Not errors: such images are converted to 8-bit RGB wherever they are read."""
-    inputs = Inputs(tmp_path, synthetic_pool, trained, monkeypatch)
+    inputs = Inputs(tmp_path, synthetic_pool, trained_tiny, monkeypatch)
     data_root = inputs.pool_copy(convert_in_turn, "train/images")
     assert {Image.open(path).mode for path in (tmp_path / "pool/train/images").iterdir()} == {"L", "RGBA", "I;16"}
     inputs.out.mkdir()

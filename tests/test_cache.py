@@ -24,7 +24,7 @@ def counting(decode):
 
 def test_an_entry_is_decoded_once_and_again_when_its_source_changes(tmp_path):
     (tmp_path / "cache").mkdir()
-    cache, dataset = DecodedCache(tmp_path / "cache"), SimpleNamespace(name="folder", split="train")
+    cache, dataset = DecodedCache(tmp_path / "cache", ()), SimpleNamespace(name="folder", split="train")
     source = tmp_path / "a.png"
     Image.fromarray(np.full((4, 6, 3), 7, np.uint8)).save(source)
     decode = counting(read_rgb)
@@ -38,7 +38,7 @@ def test_an_entry_is_decoded_once_and_again_when_its_source_changes(tmp_path):
 
 def test_an_id_is_not_mistaken_for_one_that_extends_it(tmp_path):
     (tmp_path / "cache").mkdir()
-    cache, dataset = DecodedCache(tmp_path / "cache"), SimpleNamespace(name="folder", split="train")
+    cache, dataset = DecodedCache(tmp_path / "cache", ()), SimpleNamespace(name="folder", split="train")
     for name, value in (("a", 1), ("a.b", 2)):
         Image.fromarray(np.full((2, 2, 3), value, np.uint8)).save(tmp_path / f"{name}.png")
         cache.load(dataset, "images", name, tmp_path / f"{name}.png", read_rgb)
@@ -63,3 +63,18 @@ def test_training_from_the_cache_reaches_the_same_weights(synthetic_pool, tmp_pa
     image_id = dataset.ids[0]
     decoded = open_dataset("synthetic", synthetic_pool, "train").load_image(image_id)
     assert (dataset.load_image(image_id) == decoded).all()
+
+
+def test_a_damaged_entry_is_decoded_again_and_replaced(tmp_path):
+    cache, dataset = DecodedCache(tmp_path / "cache", ()), SimpleNamespace(name="folder", split="train")
+    source = tmp_path / "a.png"
+    Image.fromarray(np.full((4, 6, 3), 7, np.uint8)).save(source)
+    cache.load(dataset, "images", "a", source, read_rgb)
+    (entry,) = (tmp_path / "cache/folder/train/images").iterdir()
+    for damage in (entry.read_bytes()[:100], b"not an array", np.lib.format.magic(1, 0) + b"\x00" * 20):
+        entry.write_bytes(damage)  # torn by a full disk or a copy, or not an .npy at all
+        decode = counting(read_rgb)
+        assert (cache.load(dataset, "images", "a", source, decode) == 7).all() and decode.calls == 1
+        assert np.load(entry).shape == (4, 6, 3)
+    np.save(entry, np.zeros((4, 6), np.uint8))  # an array, but not an image
+    assert cache.load(dataset, "images", "a", source, read_rgb).shape == (4, 6, 3)

@@ -14,19 +14,20 @@ TRAIN = ["0001TP_006690", "0001TP_006720", "0006R0_f02400", "Seq05VD_f00030"]
 
 
 @pytest.fixture()
-def camvid(tmp_path):
+def camvid(tmp_path_factory):
     """4 train images (3 sequences, the file-name styles of the real set), 1 val image without labels."""
+    root = tmp_path_factory.mktemp("camvid")  # apart from the outputs tests write to tmp_path
     rng = np.random.default_rng(0)
     for split, ids, labeled in (("train", TRAIN, True), ("val", ["0016E5_07959"], False)):
-        (tmp_path / split).mkdir()
-        (tmp_path / f"{split}annot").mkdir()
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
         for image_id in ids:
-            Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / split / f"{image_id}.png")
+            Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(root / split / f"{image_id}.png")
             if labeled:
                 mask = np.arange(48, dtype=np.uint8).reshape(6, 8) % 12  # 0..11, 11 = void
-                Image.fromarray(mask, mode="L").save(tmp_path / f"{split}annot" / f"{image_id}.png")
-    (tmp_path / "train.txt").write_text("/SegNet/CamVid/train/0001TP_006690.png /SegNet/CamVid/trainannot/x.png\n")
-    return tmp_path
+                Image.fromarray(mask, mode="L").save(root / f"{split}annot" / f"{image_id}.png")
+    (root / "train.txt").write_text("/SegNet/CamVid/train/0001TP_006690.png /SegNet/CamVid/trainannot/x.png\n")
+    return root
 
 
 def test_ids_classes_and_frames(camvid):

@@ -29,20 +29,21 @@ def gt_path(root, split, image_id, kind):
 
 
 @pytest.fixture()
-def cityscapes(tmp_path):
+def cityscapes(tmp_path_factory):
     """train: labelIds only; val: labelIds and labelTrainIds; test: the public all-void placeholders."""
+    root = tmp_path_factory.mktemp("cityscapes")  # apart from the outputs tests write to tmp_path
     rng = np.random.default_rng(0)
     for split, ids in (("train", TRAIN), ("val", VAL), ("test", TEST)):
         for image_id in ids:
             city = image_id.split("_")[0]
             image = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
-            write_png(tmp_path / "leftImg8bit" / split / city / f"{image_id}_leftImg8bit.png", image)
-            write_png(gt_path(tmp_path, split, image_id, "labelIds"), np.zeros((8, 16), np.uint8) if split == "test"
+            write_png(root / "leftImg8bit" / split / city / f"{image_id}_leftImg8bit.png", image)
+            write_png(gt_path(root, split, image_id, "labelIds"), np.zeros((8, 16), np.uint8) if split == "test"
                       else LABEL_IDS)
     train_ids = np.full((8, 16), 5, np.uint8)
     train_ids[0] = IGNORE_INDEX
-    write_png(gt_path(tmp_path, "val", VAL[0], "labelTrainIds"), train_ids)
-    return tmp_path
+    write_png(gt_path(root, "val", VAL[0], "labelTrainIds"), train_ids)
+    return root
 
 
 def test_ids_classes_and_frames(cityscapes):

@@ -136,7 +136,7 @@ def bad_cases(pool, models, tmp):
         (argv(eight, "entropy", "--output-stride", "8"), "--output-stride: "),
         (argv(tmp / "list.pt"), "list.pt: not a checkpoint of this toolkit, a state dict or a TorchScript file"),
         (argv(eight, "random", "--mean", "0.5,0.5,0.5"), "--mean describes a --checkpoint model"),
-        (argv(eight, "entropy", "--std", "1,2"), "argument --std: expected three comma-separated numbers"),
+        (argv(eight, "entropy", "--std", "1,2"), "argument --std: expected three comma-separated finite numbers above 0"),
     ]
 
 

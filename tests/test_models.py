@@ -149,7 +149,7 @@ def test_the_head_changes_nothing_else():
     for key, tensor in shared.items():
         assert torch.equal(headed.state_dict()[key], tensor), key
     old_checkpoint = {"model_args": dict(TINY_ARGS), "model": shared}
-    reloaded = model_from_checkpoint(old_checkpoint, torch.device("cpu"))
+    reloaded = model_from_checkpoint(old_checkpoint, torch.device("cpu"), "old.pt")
     assert reloaded.model_args == TINY_ARGS and reloaded.representation is None
 
 

@@ -161,7 +161,8 @@ def test_the_script_writes_the_pools_deterministically(synthetic_pool, tmp_path)
 
 def test_the_pools_feed_select_train_and_evaluate(synthetic_pool, tmp_path):
     run_make(synthetic_pool, tmp_path / "pools", "--following", "1")
-    assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == ["pool_1f.json", "pool_aug", "pool_aug.json"]
+    assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == [".al-seg.json", "pool_1f.json", "pool_aug",
+                                                                 "pool_aug.json"]
     synthetic = ["--dataset", "synthetic", "--data-root", str(synthetic_pool)]
     select.main([*synthetic, "--pool", str(tmp_path / "pools" / "pool_1f.json"), "--method", "random", "--budget", "2",
                  "--out", str(tmp_path / "index_1f.json")])

@@ -156,9 +156,9 @@ def test_misplaced_reco_flags_are_one_line_errors(synthetic_pool, teacher, tmp_p
     assert "--embed-dim configures --contrastive reco, but --contrastive is none" in fail(
         train, [*argv, "--embed-dim", "8"], capsys)
     assert "--reco-weight configures --contrastive reco" in fail(train, [*argv, "--reco-weight", "0.5"], capsys)
-    assert "--reco-strong-threshold must be in (0, 1]" in fail(
+    assert "argument --reco-strong-threshold: must be a finite number in (0, 1], got '1.5'" in fail(
         train, [*argv, "--contrastive", "reco", "--reco-strong-threshold", "1.5"], capsys)
-    assert "--reco-temperature must be positive" in fail(
+    assert "argument --reco-temperature: must be a finite number in (0, inf), got '0'" in fail(
         train, [*argv, "--contrastive", "reco", "--reco-temperature", "0"], capsys)
     assert "--reco-queries: must be at least 1" in fail(
         train, [*argv, "--contrastive", "reco", "--reco-queries", "0"], capsys)

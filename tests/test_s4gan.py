@@ -117,7 +117,7 @@ def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, cap
     assert "--disc-lr configures --ssl s4gan, but --ssl is selftrain" in fail(
         train, [*argv, "--ssl", "selftrain", "--disc-lr", "1e-4"], capsys)
     assert "--lambda-fm configures --ssl s4gan, but --ssl is none" in fail(train, [*argv, "--lambda-fm", "1"], capsys)
-    assert "--disc-threshold must be in [0, 1)" in fail(train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"],
+    assert "argument --disc-threshold: must be a finite number in [0, 1), got '1'" in fail(train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"],
                                                         capsys)
-    assert "--disc-lr must be positive" in fail(train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
+    assert "argument --disc-lr: must be a finite number in (0, inf), got '0'" in fail(train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
     assert not (tmp_path / "model.pt").exists()

@@ -98,7 +98,7 @@ def test_selftrain_through_the_command_line(synthetic_pool, teacher, tmp_path, c
     assert pseudo == set(open_dataset("synthetic", synthetic_pool, "train").ids) - labeled
     assert "--teacher labels unlabeled pixels for --ssl selftrain" in fail(
         train, [*argv, "--teacher", str(teacher / "model.pt")], capsys)
-    assert "--pseudo-threshold must be in (0, 1]" in fail(
+    assert "argument --pseudo-threshold: must be a finite number in (0, 1], got '1.5'" in fail(
         train, [*argv, "--ssl", "selftrain", "--pseudo-threshold", "1.5"], capsys)
 
 

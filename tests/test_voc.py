@@ -31,10 +31,11 @@ def voc_palette():
 
 
 @pytest.fixture()
-def voc(tmp_path):
+def voc(tmp_path_factory):
     """ROOT/VOCdevkit/VOC2012 with train/val/trainval/test lists, palette labels for train and val,
     SegmentationClassAug for train, val and two SBD-only images; test has no labels."""
-    voc = tmp_path / "VOCdevkit" / "VOC2012"
+    root = tmp_path_factory.mktemp("voc")  # apart from the outputs tests write to tmp_path
+    voc = root / "VOCdevkit" / "VOC2012"
     for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass", "SegmentationClassAug"):
         (voc / folder).mkdir(parents=True)
     lists = {"train": TRAIN, "val": VAL, "trainval": TRAIN + VAL, "test": TEST}
@@ -49,7 +50,7 @@ def voc(tmp_path):
         label.save(voc / "SegmentationClass" / f"{image_id}.png")
     for image_id in TRAIN + VAL + SBD_ONLY:
         Image.fromarray(np.full((8, 16), 15, np.uint8), mode="L").save(voc / "SegmentationClassAug" / f"{image_id}.png")
-    return tmp_path
+    return root
 
 
 def test_splits_classes_and_no_frames(voc):

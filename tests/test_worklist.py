@@ -59,7 +59,7 @@ def test_image_units_list_whole_images_without_outline_or_mask(dataset, tmp_path
         assert row_box(row) == Box(0, 0, 32, 48)
         assert (row["score"], row["method"], row["cycle"], row["mask"]) == ("", "random", "0", "")
         assert np.array_equal(png(tmp_path / "work" / row["preview"]), dataset.load_image(row["id"]))
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["previews", "worklist.csv"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".al-seg.json", "previews", "worklist.csv"]
 
 
 def test_patch_units_outline_the_cell_and_mask_it(dataset, tmp_path):
@@ -70,7 +70,7 @@ def test_patch_units_outline_the_cell_and_mask_it(dataset, tmp_path):
     rows = read_rows(tmp_path / "work")
     assert [(row["id"], row["score"], row["cycle"]) for row in rows] == [(i, str(scores[i]), "3") for i in ids]
     assert [row_box(row) for row in rows] == [Box(16, 0, 32, 24), Box(0, 24, 16, 48), Box(0, 24, 16, 48)]
-    assert rows[0]["preview"] == f"previews/{first}__r1c0.png" and rows[0]["mask"] == f"masks/{first}__r1c0.png"
+    assert rows[0]["preview"] == f"previews/{first}%23r1c0.png" and rows[0]["mask"] == f"masks/{first}%23r1c0.png"
     for row in rows:
         box, image = row_box(row), dataset.load_image(row["id"].partition("#")[0])  # [32, 48, 3]
         preview = png(tmp_path / "work" / row["preview"])  # [32, 48, 3]
@@ -101,7 +101,7 @@ def test_a_new_export_replaces_the_old_folder_completely(dataset, tmp_path):
     write_worklist(tmp_path / "work", dataset, Unit("patch", (2, 2)), patches, None, "random", 0)
     write_worklist(tmp_path / "work", dataset, Unit(), dataset.ids[5:6], None, "random", 1)
     assert [row["id"] for row in read_rows(tmp_path / "work")] == dataset.ids[5:6]
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["previews", "worklist.csv"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".al-seg.json", "previews", "worklist.csv"]
     assert [p.name for p in (tmp_path / "work" / "previews").iterdir()] == [f"{dataset.ids[5]}.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["work"]  # no temporary or old folder left behind
 

@@ -34,7 +34,8 @@ def _read_npz(path, keys):
         raise UserError(f"{path}: not a readable .npz of numeric and string arrays ({err})") from None
 
 
-def _check_rows(path, ids, values, what, pool_ids):
+def _check_rows(path, ids, values, what, pool_ids, float32=False):
+    """The ids as a list, once the rows are checked; with `float32`, values must stay finite in float32."""
     if ids.ndim != 1 or ids.dtype.kind != "U":
         raise UserError(f"{path}: 'ids' must be a 1-D array of strings, got {ids.dtype} of shape {ids.shape}")
     if values.dtype.kind not in "fiu" or len(values) != len(ids):
@@ -44,9 +45,12 @@ def _check_rows(path, ids, values, what, pool_ids):
     repeated = [item_id for item_id, count in Counter(ids).items() if count > 1]
     if repeated:
         raise UserError(f"{path}: duplicate id {repeated[0]!r}")
-    finite = np.isfinite(values.reshape(len(ids), -1)).all(axis=1)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused below with the id
+        checked = values.astype(np.float32) if float32 else values  # 1e300 is finite in float64, inf in float32
+    finite = np.isfinite(checked.reshape(len(ids), -1)).all(axis=1)
     if not finite.all():
-        raise UserError(f"{path}: {what} of id {ids[int(np.argmin(finite))]!r} is NaN or infinite")
+        raise UserError(f"{path}: {what} of id {ids[int(np.argmin(finite))]!r} is NaN or infinite"
+                        + (" in float32" if float32 else ""))
     pool = set(pool_ids)
     stranger = next((item_id for item_id in ids if item_id not in pool), None)
     if stranger is not None:
@@ -68,7 +72,7 @@ def load_features(path, pool_ids, wanted):
     ids, features = _read_npz(path, ("ids", "features"))
     if features.ndim != 2:
         raise UserError(f"{path}: 'features' must be a [N, d] matrix, got shape {features.shape}")
-    ids = _check_rows(path, ids, features, "features", pool_ids)
+    ids = _check_rows(path, ids, features, "features", pool_ids, float32=True)  # what the methods compute in
     return torch.from_numpy(features[_rows_for(path, ids, wanted)].astype(np.float32))
 
 

@@ -15,6 +15,11 @@ from PIL import Image, UnidentifiedImageError
 from lib.errors import UserError
 
 IGNORE_INDEX = 255
+# Target of a pixel without a true label that a label made during training may fill (s4GAN's
+# self-training, lib.semisup). It differs from IGNORE_INDEX, which padding and CutOut keep:
+# nothing may be learnt there. No class may have either id.
+UNLABELED = 254
+MAX_CLASSES = UNLABELED  # class ids 0..253
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ class SegmentationDataset:
             try:
                 with Image.open(path) as image:
                     width, height = image.size
-            except (UnidentifiedImageError, OSError) as err:
-                raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
+            except DECODE_ERRORS as err:
+                raise decode_error(path, err) from None
             self._sizes[image_id] = (height, width)
         return self._sizes[image_id]
 
@@ -85,7 +90,10 @@ class SegmentationDataset:
         path = self._mask_paths.get(image_id)
         if path is None:
             return None
-        return self.cache.load(self, "masks", image_id, path, self._read_mask) if self.cache else self._read_mask(path)
+        if self.cache is None:
+            return self._read_mask(path)
+        # Checked against the class count when decoded: an entry is valid for that count only.
+        return self.cache.load(self, "masks", image_id, path, self._read_mask, tag=f"-c{self.num_classes}")
 
     def _read_mask(self, path):
         if self.decode_mask is not None:
@@ -123,21 +131,50 @@ def require_root(root):
     return root
 
 
+def files_by_stem(folder, suffixes, what):
+    """{stem: path} of the files of `folder` whose suffix, in any case, is one of `suffixes`.
+
+    A stem is an id: two files with one stem (a.png and a.jpg) are refused rather than one silently winning.
+    """
+    paths = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in suffixes:
+            continue
+        if path.stem in paths:
+            raise UserError(f"{paths[path.stem]} and {path}: two {what} with the id {path.stem!r} (keep one)")
+        paths[path.stem] = path
+    return paths
+
+
 def images_by_stem(image_dir, suffixes, layout):
     """{stem: path} of the images in a split's folder; a missing or empty folder names the layout."""
     if not image_dir.is_dir():
         raise UserError(f"{image_dir}: no such folder (layout: {layout})")
-    image_paths = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in suffixes}
+    image_paths = files_by_stem(image_dir, suffixes, "images")
     if not image_paths:
         raise UserError(f"{image_dir}: no images ({', '.join(suffixes)})")
     return image_paths
 
 
 def masks_by_stem(mask_dir, image_ids):
-    """{stem: path} of the PNG masks of `image_ids`; a pool without a mask folder is unlabeled."""
+    """{stem: path} of the PNG masks (.png or .PNG) of `image_ids`; a pool without a mask folder is unlabeled."""
     if not mask_dir.is_dir():
         return {}
-    return {p.stem: p for p in mask_dir.glob("*.png") if p.stem in image_ids}
+    return {stem: path for stem, path in files_by_stem(mask_dir, (".png",), "masks").items() if stem in image_ids}
+
+
+# What Pillow raises for a file it cannot decode, or will not: DecompressionBombError is no OSError.
+DECODE_ERRORS = (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError)
+
+
+def decode_error(path, err):
+    """The UserError for one of DECODE_ERRORS raised by `path`."""
+    if isinstance(err, Image.DecompressionBombError):
+        # Pillow's message names the image's pixels and the limit: "Image size (N pixels) exceeds limit of M
+        # pixels, could be decompression bomb DOS attack."; the limit stays, a file that large is no training image.
+        size = str(err).partition(", could")[0]
+        return UserError(f"{path}: not decoded: {size} (Pillow's guard against decompression bombs); downscale it")
+    return UserError(f"{path}: cannot decode image ({err.__class__.__name__})")
 
 
 def _open(path):
@@ -145,8 +182,8 @@ def _open(path):
         image = Image.open(path)
         image.load()
         return image
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise UserError(f"{path}: cannot decode image ({err.__class__.__name__})") from None
+    except DECODE_ERRORS as err:
+        raise decode_error(path, err) from None
 
 
 def read_rgb(path):

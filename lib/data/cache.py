@@ -6,12 +6,19 @@ are read, and a colour-coded mask (A2D2) is decoded once instead of every epoch.
 bench/bench_loader.py measures the difference. The price is disk: an RGB image takes
 3 bytes a pixel (6 MiB for a Cityscapes frame).
 
-    DIR/<dataset>/<split>/{images,masks}/<id>.<size>-<mtime_ns>.npy
+    DIR/<dataset>/<split>/images/<id>.<size>-<mtime_ns>.npy
+    DIR/<dataset>/<split>/masks/<id>.<size>-<mtime_ns>-c<classes>.npy
 
 The source file's size and modification time are part of the entry's name, so an
-edited source (a corrected mask) is decoded again, and its stale entry replaced. The
-cache fills itself on first use; entries are written atomically, so loader workers
-and concurrent runs may fill it at once.
+edited source (a corrected mask) is decoded again, and its stale entry replaced. A
+mask's name also holds the number of classes it was checked against when decoded:
+after classes.json changes, every mask is decoded and checked again. An entry that
+cannot be read back as the array it should hold (a torn copy, a full disk) is decoded
+again too. The cache fills itself on first use; entries are written atomically, so
+loader workers and concurrent runs may fill it at once.
+
+DIR must be new, empty, or a cache of ours (its marker, lib.outputs): stale entries
+are deleted, and this toolkit deletes nothing it did not make.
 """
 import contextlib
 import glob
@@ -20,26 +27,44 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.errors import UserError
 from lib.fileio import atomic_write
+from lib.outputs import check_folder, claim_folder
+
+KIND = "a decoded cache of --cache-dir"
+DIMENSIONS = {"images": 3, "masks": 2}  # [H, W, 3] RGB and [H, W] class ids, uint8 both
+
+
+def check_cache_folder(folder, dataset_names):
+    """Fail before any work unless `folder` can be the cache: new, empty, or ours (writable: lib.outputs)."""
+    check_folder(folder, KIND, "--cache-dir", _legacy(dataset_names))
+
+
+def _legacy(dataset_names):
+    """A cache written before caches were marked holds only <dataset> folders."""
+    return lambda path: all(entry.name in dataset_names and entry.is_dir() for entry in path.iterdir())
 
 
 class DecodedCache:
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise UserError(f"--cache-dir {folder}: no such folder")
+    def __init__(self, folder, dataset_names):
+        """`dataset_names`: the layouts, whose folders alone make an unmarked folder a cache of an older version."""
+        check_cache_folder(folder, dataset_names)
+        self.folder = claim_folder(folder, KIND, "--cache-dir", _legacy(dataset_names))
 
-    def load(self, dataset, kind, item_id, source, decode):
-        """decode(source) -> array, from the cache when it holds the current version of `source`."""
+    def load(self, dataset, kind, item_id, source, decode, tag=""):
+        """decode(source) -> array, from the cache when it holds the current version of `source`.
+
+        `tag` names what else the decoded array was checked against (masks: the class count).
+        """
         stat = Path(source).stat()
         folder = self.folder / dataset.name / dataset.split / kind
-        entry = folder / f"{item_id}.{stat.st_size}-{stat.st_mtime_ns}.npy"
-        if entry.is_file():
-            return np.load(entry, mmap_mode="r")
+        entry = folder / f"{item_id}.{stat.st_size}-{stat.st_mtime_ns}{tag}.npy"
+        cached = _read_entry(entry, DIMENSIONS[kind]) if entry.is_file() else None
+        if cached is not None:
+            return cached
         array = decode(source)
         folder.mkdir(parents=True, exist_ok=True)
-        version = re.compile(re.escape(item_id) + r"\.\d+-\d+\.npy")  # not the entries of an id "<item_id>.x"
+        # Only the versions of this id, not the entries of an id "<item_id>.x".
+        version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+)?\.npy")
         for stale in folder.glob(glob.escape(item_id) + ".*.npy"):
             if version.fullmatch(stale.name):
                 with contextlib.suppress(FileNotFoundError):
@@ -47,3 +72,14 @@ class DecodedCache:
         with atomic_write(entry) as handle:
             np.save(handle, array)
         return array
+
+
+def _read_entry(entry, dimensions):
+    """The memory-mapped array of an entry, or None when it is damaged: not an .npy, torn, or of another shape."""
+    try:
+        array = np.load(entry, mmap_mode="r")
+    except (ValueError, OSError, EOFError):  # a bad header, a file shorter than its header says
+        return None
+    if array.dtype != np.uint8 or array.ndim != dimensions or (dimensions == 3 and array.shape[2] != 3):
+        return None
+    return array

@@ -40,6 +40,7 @@ from PIL import Image
 from lib.data.folder import open_folder
 from lib.errors import UserError
 from lib.fileio import atomic_write, read_json, write_json
+from lib.outputs import claim_folder
 
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "vegetation", "pole", "car", "person")
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, POLE, CAR, PERSON = range(len(CLASS_NAMES))
@@ -48,6 +49,7 @@ SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, POLE, CAR, PERSON = range(len(CLASS_N
 GENERATOR_VERSION = 1
 MIN_SIZE = 32  # below this, people and poles shrink to a pixel or two
 PARAMETERS_FILE = "synthetic.json"
+KIND = "a synthetic pool of scripts/make_synthetic.py"
 SPLITS = {"train": ("s", 0), "val": ("v", 1)}  # id prefix, seed stream
 
 # Palettes are starting points: every draw is jittered per scene.
@@ -709,8 +711,9 @@ def write_synthetic_pool(root, *, sequences=30, frames_per_sequence=4, val_image
     """Write a train split of `sequences` x `frames_per_sequence` frames and `val_images` single-frame scenes."""
     parameters = synthetic_parameters(sequences=sequences, frames_per_sequence=frames_per_sequence,
                                       val_images=val_images, height=height, width=width, seed=seed)
-    root = Path(root)
-    _mkdir(root)
+    # Never into a user's folder dataset: only a new or empty folder, or a pool of ours (before
+    # folders were marked: one with synthetic.json).
+    root = claim_folder(root, KIND, legacy=lambda path: (path / PARAMETERS_FILE).is_file())
     # The marker goes first and comes back last: a run killed halfway leaves no claim
     # that the half-overwritten folder is a complete pool.
     (root / PARAMETERS_FILE).unlink(missing_ok=True)

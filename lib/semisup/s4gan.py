@@ -14,15 +14,14 @@ Decided beyond the paper, for partly labeled images (patch and region units) and
 pixels: a "real" map is one-hot where the annotators gave a label and the model's own
 (detached) prediction elsewhere, so the discriminator cannot tell real from predicted
 by the shape of the labeled area; and self-training keeps true labels where they exist
-(lib.semisup.unlabeled.UNLABELED marks the pixels it may fill).
+(lib.data.base.UNLABELED marks the pixels it may fill).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.data.base import IGNORE_INDEX
+from lib.data.base import IGNORE_INDEX, UNLABELED
 from lib.engine import mean_cross_entropy
-from lib.semisup.unlabeled import UNLABELED
 
 ADAM_BETAS = (0.9, 0.99)  # Mittal et al.'s discriminator optimiser
 

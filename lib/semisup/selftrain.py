@@ -9,6 +9,7 @@ lib.semisup.augment) with dropout as its noise. A pixel with a true label always
 keeps it: partially labeled images (patches, regions) are pseudo-labeled only where
 no annotator labeled them (lib.semisup.unlabeled.UnlabeledCrops).
 """
+import functools
 import hashlib
 
 import torch
@@ -18,8 +19,11 @@ from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
 from lib.data.base import IGNORE_INDEX
 from lib.engine import iterate_batches
 from lib.fileio import atomic_write, read_json, sha256_of, write_json
+from lib.outputs import check_folder, claim_folder
+from lib.sliding import DEFAULT_SLIDE_WINDOW, slide
 
 STAMP = "pseudo.json"  # what the cached labels were made from; written after every label
+KIND = "pseudo labels of train.py --ssl selftrain"
 
 
 def confident_labels(probs, threshold):
@@ -29,27 +33,44 @@ def confident_labels(probs, threshold):
     return torch.where(confidence >= threshold, classes, IGNORE_INDEX).to(torch.uint8)
 
 
-def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, device, batch_size, workers):
+def _made_before_markers(folder):
+    return (folder / STAMP).is_file()
+
+
+def check_pseudo_folder(folder):
+    """Fail before any work unless `folder` is new, empty or a pseudo-label folder of ours."""
+    check_folder(folder, KIND, "--pseudo-dir", legacy=_made_before_markers)
+
+
+def teacher_labels(teacher, threshold, device, images):
+    """images [B, 3, H, W] (on any device) -> the teacher's confident labels [B, H, W] uint8 on `device`."""
+    probs = teacher(images.to(device)).float().softmax(dim=1)  # [B, C, H, W]
+    return confident_labels(probs, threshold)
+
+
+def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, device, batch_size, workers,
+                       window=DEFAULT_SLIDE_WINDOW):
     """{image id: its pseudo-label PNG in `folder`}, predicted by the teacher unless `folder` already holds them.
 
     The folder is reused only when its stamp names the same teacher file (sha256),
-    threshold and images: a new cycle's teacher relabels everything.
+    threshold and images: a new cycle's teacher relabels everything. Images larger
+    than `window` (height, width) are labeled window by window (lib.sliding).
     """
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {image_id: folder / f"{image_id}.png" for image_id in image_ids}
     stamp = {"teacher_sha256": sha256_of(teacher_path), "threshold": threshold,
              "images": hashlib.sha256("\n".join(image_ids).encode()).hexdigest()}
     if (folder / STAMP).exists() and read_json(folder / STAMP, "pseudo-label stamp") == stamp:
         return paths
-    (folder / STAMP).unlink(missing_ok=True)  # labels of another teacher must not pass for this one's
     checkpoint = load_checkpoint(teacher_path)
     check_dataset(checkpoint, teacher_path, dataset)
-    teacher = model_from_checkpoint(checkpoint, device)
+    teacher = model_from_checkpoint(checkpoint, device, teacher_path)
+    claim_folder(folder, KIND, "--pseudo-dir", legacy=_made_before_markers)  # once the teacher is known to work
+    (folder / STAMP).unlink(missing_ok=True)  # labels of another teacher must not pass for this one's
     mean, std = checkpoint["preprocess"]["mean"], checkpoint["preprocess"]["std"]
+    label = functools.partial(teacher_labels, teacher, threshold, device)
     with torch.no_grad():
         for batch_ids, images, _ in iterate_batches(dataset, image_ids, mean, std, batch_size, workers):
-            probs = teacher(images.to(device)).float().softmax(dim=1)  # [B, C, H, W]
-            for image_id, labels in zip(batch_ids, confident_labels(probs, threshold).cpu().numpy()):
+            for image_id, labels in zip(batch_ids, slide(label, images, window).cpu().numpy()):  # [B, H, W]
                 with atomic_write(paths[image_id]) as handle:
                     Image.fromarray(labels).save(handle, format="PNG")
     write_json(folder / STAMP, stamp)

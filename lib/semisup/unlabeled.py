@@ -13,13 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lib.data.base import read_label
+from lib.data.base import UNLABELED, read_label
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
 from lib.semisup.augment import strong_augment
 
-# Target of a pixel without a true label that a label made during training may fill. It
-# differs from IGNORE_INDEX (255), which padding and CutOut keep: nothing may be learnt there.
-UNLABELED = 254
 
 
 def images_with_unlabeled_pixels(image_ids, unit, labeled):
