@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.cli import budget_percent, non_negative_int, positive_int, script_parser, size_pair
+from lib.cli import (
+    add_cache_dir_flag, add_slide_window_flag, budget_percent, non_negative_int, positive_int, script_parser,
+)
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
 from lib.engine import evaluate_confusion, iterate_batches, resolve_device
@@ -62,14 +64,8 @@ def get_args_parser():
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
-    parser.add_argument("--slide-window", type=size_pair, default="x".join(map(str, DEFAULT_SLIDE_WINDOW)),
-                        metavar="HxW",
-                        help="an image larger than this in either dimension goes through the model in overlapping "
-                             "windows of this size, which bounds memory (lib/sliding.py); smaller images, such as "
-                             "Cityscapes' 1024x2048 frames, go whole")
-    parser.add_argument("--cache-dir", default=None,
-                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
-                             "more disk; filled on first use")
+    add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
+    add_cache_dir_flag(parser)
     add_model_file_args(parser)
     return parser
 
@@ -209,8 +205,9 @@ def main(argv=None):
         return evaluate_curve(args)
     if not args.data_root:
         raise UserError("--data-root is required to evaluate a checkpoint or predictions")
-    check_outputs({"--checkpoint": args.checkpoint, "--predictions": args.predictions, "--data-root": args.data_root,
-                   "--cache-dir": args.cache_dir}, files={"--out": args.out}, folders={"--cache-dir": args.cache_dir})
+    inputs = {"--checkpoint": args.checkpoint, "--predictions": args.predictions, "--data-root": args.data_root,
+              "--cache-dir": args.cache_dir}
+    check_outputs(inputs, files={"--out": args.out}, folders={"--cache-dir": args.cache_dir})
     record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
     print(f"mIoU {100 * record['miou']:.2f} on {record['images']} {args.split} images")
     if args.out:

@@ -37,7 +37,9 @@ else:
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
-    from lib.cli import non_negative_int, positive_int, script_parser, seed, size_pair
+    from lib.cli import (
+        add_cache_dir_flag, add_slide_window_flag, non_negative_int, positive_int, script_parser, seed, size_pair,
+    )
     from lib.data import DATASETS, open_dataset
     from lib.data.pool import restrict_to_pool
     from lib.engine import resolve_device
@@ -90,14 +92,8 @@ def get_args_parser():
                         help="float16 inference (CUDA only)")
     parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
     parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
-    parser.add_argument("--slide-window", type=size_pair, default="x".join(map(str, DEFAULT_SLIDE_WINDOW)),
-                        metavar="HxW",
-                        help="an image larger than this in either dimension goes through the model in overlapping "
-                             "windows of this size, which bounds memory (lib/sliding.py); smaller images, such as "
-                             "Cityscapes' 1024x2048 frames, go whole")
-    parser.add_argument("--cache-dir", default=None,
-                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
-                             "more disk; filled on first use")
+    add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
+    add_cache_dir_flag(parser)
     units = parser.add_argument_group("unit of annotation (set by the first cycle; later cycles read it from --index)")
     units.add_argument("--unit", default=None, choices=UNIT_TYPES,
                        help="what one selected item is (default: the index's unit; image for a new experiment)")
@@ -221,6 +217,8 @@ def cycle_settings(args, method, unit):
             settings["regions_per_image"] = args.regions_per_image
         if args.region_stride:
             settings["region_stride"] = args.region_stride
+    if uses_model(args, method) and tuple(args.slide_window) != DEFAULT_SLIDE_WINDOW:  # scores of large images
+        settings["slide_window"] = list(args.slide_window)
     return settings
 
 
@@ -268,7 +266,7 @@ def load_model(args, method, dataset, context):
 def pool_umap(args, dataset, index, context, model_args):
     """MEAL's map of the whole pool: from --umap-cache, or fitted now on the --pretrained backbone."""
     pretrained = resolve_pretrained(args.pretrained, model_args["arch"]) if args.pretrained else None
-    key = pool_map_key(dataset, index.unit, model_args, args.seed, pretrained)
+    key = pool_map_key(dataset, index.unit, model_args, args.seed, pretrained, context.slide_window)
 
     def fit():
         if not args.pretrained:

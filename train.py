@@ -28,8 +28,8 @@ import torch
 
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.cli import (
-    MAX_SIDE, float_in, non_negative_float, non_negative_int, positive_float, positive_int, script_parser, seed,
-    size_pair_up_to,
+    MAX_SIDE, add_cache_dir_flag, float_in, non_negative_float, non_negative_int, positive_float, positive_int,
+    script_parser, seed, size_pair_up_to,
 )
 from lib.data import DATASETS, open_dataset
 from lib.data.pool import restrict_to_pool
@@ -60,8 +60,9 @@ S4GAN_FLAGS = {  # Mittal et al.'s defaults
                              "(the AL study: 2.5e-5 on Cityscapes and A2D2)"),
     "lambda_fm": (non_negative_float, 0.1, "weight of the feature-matching loss"),
     "lambda_st": (non_negative_float, 1.0, "weight of the self-training loss"),
-    "disc_threshold": (float_in(0, 1, open_high=True), 0.2, "an unlabeled crop is trained on its own argmax when the discriminator scores "
-                                   "its prediction above this (TPAMI paper; the AL study's code: 0.6)"),
+    "disc_threshold": (float_in(0, 1, open_high=True), 0.2,
+                       "an unlabeled crop is trained on its own argmax when the discriminator scores its prediction "
+                       "above this (TPAMI paper; the AL study's code: 0.6)"),
 }
 RECO_FLAGS = {  # Liu et al.'s defaults
     "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
@@ -69,7 +70,8 @@ RECO_FLAGS = {  # Liu et al.'s defaults
     "reco_temperature": (positive_float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
     "reco_queries": (positive_int, 256, "hard pixels per class and step that are pulled to their class mean"),
     "reco_negatives": (positive_int, 512, "pixels of other classes each query is pushed from"),
-    "reco_strong_threshold": (float_in(0, 1, open_low=True), 0.97, "a pixel is a query while its label's probability is below this"),
+    "reco_strong_threshold": (float_in(0, 1, open_low=True), 0.97,
+                              "a pixel is a query while its label's probability is below this"),
 }
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
@@ -136,10 +138,9 @@ def get_args_parser():
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                      help="float16 mixed precision (CUDA only)")
     run.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
-    run.add_argument("--cache-dir", default=None,
-                     help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, "
-                          "more disk; filled on first use")
-    run.add_argument("--log-interval", type=positive_float, default=30.0, help="seconds between progress lines when not on a terminal")
+    add_cache_dir_flag(run)
+    run.add_argument("--log-interval", type=positive_float, default=30.0,
+                     help="seconds between progress lines when not on a terminal")
     return parser
 
 
@@ -388,7 +389,8 @@ def main(argv=None):
         if epoch == args.epochs:
             save_checkpoint(args.out, state)  # without the discriminator: nothing uses it after training
         else:
-            save_checkpoint(resume_path(args), {**state, "discriminator": adversary.state_dict()} if adversary else state)
+            discriminator = {"discriminator": adversary.state_dict()} if adversary else {}
+            save_checkpoint(resume_path(args), {**state, **discriminator})
     if os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
     print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")

@@ -65,7 +65,7 @@ def check_checkpoint(checkpoint, path):
     for key, low in (("mean", -math.inf), ("std", 0)):
         values = preprocess.get(key)
         if not (isinstance(values, list) and len(values) == 3
-                and all(_is_number(v) and math.isfinite(v) and v > low for v in values)):
+                and all(_is_number(v) and v > low for v in values)):
             raise UserError(f"{path}: damaged checkpoint: preprocess {key!r} is not three finite numbers"
                             + (" above 0" if low == 0 else ""))
     dataset = checkpoint["dataset"]
@@ -78,7 +78,8 @@ def check_checkpoint(checkpoint, path):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: NaN copied from here into metrics.json would not be JSON."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_checkpoint(path):

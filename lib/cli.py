@@ -2,12 +2,13 @@
 import argparse
 import math
 
+import numpy as np
+
 from lib.errors import EXIT_USER_ERROR
 
 # Sides beyond this are a slip of the hand (a crop or model input of 100000 pixels would exhaust any memory).
 MAX_SIDE = 8192
 SEED_LIMIT = 2 ** 32  # numpy's and torch's seeding takes [0, 2**32)
-FLOAT32_MAX = 3.4028234663852886e38  # flags meet float32 tensors: a larger learning rate overflows there
 
 
 def positive_int(text):
@@ -35,8 +36,9 @@ def float_in(low=-math.inf, high=math.inf, *, open_low=False, open_high=False):
     """An argparse type: a finite float in an interval; float_in(0, 1, open_high=True) takes [0, 1).
 
     Checked where the flag is parsed, so a NaN momentum or an infinite weight decay is
-    blamed on its flag, not later on the learning rate as a diverged training. Finite
-    means finite in float32, where the values end up (1e300 is inf there).
+    blamed on its flag, not later on the learning rate as a diverged training. The
+    value is checked as float32, where it ends up: 1e300 is infinite there, and a std
+    of 1e-46 is 0.
     """
     open_low, open_high = open_low or math.isinf(low), open_high or math.isinf(high)
     interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
@@ -46,13 +48,20 @@ def float_in(low=-math.inf, high=math.inf, *, open_low=False, open_high=False):
             value = float(text)
         except ValueError:
             value = math.nan
-        below = value <= low if open_low else value < low
-        above = value >= high if open_high else value > high
-        if not abs(value) <= FLOAT32_MAX or below or above:  # NaN fails the first test
+        stored = as_float32(value)  # 1e300 becomes inf there, 1e-46 becomes 0
+        below = stored <= low if open_low else stored < low
+        above = stored >= high if open_high else stored > high
+        if not math.isfinite(stored) or below or above:
             raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text!r}")
         return value
 
     return parse
+
+
+def as_float32(value):
+    """`value` rounded to float32 (overflowing to inf), as the tensors it meets will hold it."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
 
 
 positive_float = float_in(0, open_low=True)
@@ -119,6 +128,19 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
     def _get_help_string(self, action):
         return action.help if action.default is None else super()._get_help_string(action)
+
+
+def add_cache_dir_flag(group):
+    group.add_argument("--cache-dir", default=None,
+                       help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more "
+                            "disk; filled on first use; new, empty or a cache, apart from the data")
+
+
+def add_slide_window_flag(group, default):
+    group.add_argument("--slide-window", type=size_pair, default="x".join(map(str, default)), metavar="HxW",
+                       help="an image larger than this in either dimension goes through the model in overlapping "
+                            "windows of this size, which bounds memory (lib/sliding.py); smaller images, such as "
+                            "Cityscapes' 1024x2048 frames, go whole")
 
 
 def script_parser(description):

@@ -163,6 +163,11 @@ def _same_size_runs(items):
         yield run
 
 
+def _batch(tensors):
+    """Stacked along a new first axis; a single tensor as a view, not a copy (a huge image is held once)."""
+    return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)
+
+
 def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=False):
     """Yield (ids, images [B, 3, H, W], masks [B, H, W] or None) over `ids`, in order.
 
@@ -175,8 +180,8 @@ def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=Fal
     for items in loader:
         for run in _same_size_runs(items):
             batch_ids = [item[0] for item in run]
-            images = torch.stack([item[1] for item in run])
-            masks = torch.stack([item[2] for item in run]) if with_masks else None
+            images = _batch([item[1] for item in run])
+            masks = _batch([item[2] for item in run]) if with_masks else None
             yield batch_ids, images, masks
 
 

@@ -56,9 +56,18 @@ def os_error_behind(err):
 
 def new_file_mode():
     """The permissions open() gives a new file: 0o666 less the process's umask."""
+    return 0o666 & ~_umask()
+
+
+def new_folder_mode():
+    """The permissions mkdir() gives a new folder: 0o777 less the process's umask."""
+    return 0o777 & ~_umask()
+
+
+def _umask():
     umask = os.umask(0)  # the only way to read it; set straight back
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def write_json(path, obj):

@@ -160,12 +160,10 @@ class ScriptedSegmenter(nn.Module):
         """The user's compiled code raising is a problem of the file, not a bug of ours: one line naming it."""
         try:
             return module(self._resized(images))
-        except torch.jit.Error as err:  # the interpreter's trace first, the model's own exception last
-            raise UserError(f"{self.path}: {what} failed on a batch of {list(images.shape)} "
-                            f"({str(err).strip().splitlines()[-1]})") from None
         except Exception as err:
-            raise UserError(f"{self.path}: {what} failed on a batch of {list(images.shape)} "
-                            f"({describe_error(err)})") from None
+            # TorchScript's errors give the interpreter's trace first and the model's own exception last.
+            reason = str(err).strip().splitlines()[-1] if isinstance(err, torch.jit.Error) else describe_error(err)
+            raise UserError(f"{self.path}: {what} failed on a batch of {list(images.shape)} ({reason})") from None
 
     def forward(self, images):  # [B, 3, H, W] -> [B, C, H, W]
         output = self._call(self.scripted, images, "the model's forward")

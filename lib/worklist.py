@@ -11,10 +11,11 @@ the image, [top, bottom) x [left, right), the whole image for image units. Text 
 that begin with `=`, `+`, `-` or `@` are prefixed with `'`, as spreadsheets need to
 show them as text rather than run them as formulas.
 
-DIR is replaced as a whole, and only when an earlier export made it (its marker file,
-lib.outputs) or it is empty: the new worklist is built in a hidden sibling folder and
-swapped with the old one in a single step (renameat2's RENAME_EXCHANGE), so at every
-moment DIR holds the old worklist or the new one. Where the file system cannot swap,
+DIR is replaced as a whole, and only when an earlier export made it and it holds just
+what that export wrote (its marker lists the files, lib.owned), or when it is empty:
+the new worklist is built in a hidden sibling folder and swapped with the old one in
+a single step (renameat2's RENAME_EXCHANGE), so at every moment DIR holds the old
+worklist or the new one. Where the file system cannot swap,
 the old folder is renamed aside and the new one into place; a run killed between
 the two leaves both in hidden siblings. Hidden siblings left by killed runs are
 deleted by the next export to DIR.
@@ -32,8 +33,8 @@ import numpy as np
 from PIL import Image
 
 from lib.errors import UserError
-from lib.fileio import atomic_write, exchange_paths
-from lib.outputs import check_folder, made_by, mark_folder
+from lib.fileio import atomic_write, exchange_paths, new_folder_mode
+from lib.owned import check_folder, listed_files, mark_folder, read_marker
 from lib.units import items_by_image
 
 COLUMNS = ("rank", "id", "image", "top", "left", "bottom", "right", "score", "method", "cycle", "preview", "mask")
@@ -48,9 +49,25 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def check_export_folder(folder, flag="--export"):
     """Fail before any work when `folder` cannot become the worklist folder: only an earlier export's is replaced."""
     folder = Path(folder)
-    if not folder.parent.resolve().is_dir():
+    parent = folder.parent.resolve()
+    if not parent.is_dir():
         raise UserError(f"{flag} {folder}: folder {folder.parent} does not exist")
+    if not os.access(parent, os.W_OK):  # the new worklist is built beside the old one
+        raise UserError(f"{flag} {folder}: folder {folder.parent} is not writable")
+    if os.path.ismount(folder):
+        raise UserError(f"{flag} {folder}: is a mount point, which cannot be replaced; export to a folder inside it")
     check_folder(folder, KIND, flag)
+
+
+def check_distinct_names(item_ids, flag="--export"):
+    """Ids whose file names differ only in case would be one file on macOS and Windows, where worklists travel."""
+    seen = {}
+    for item_id in item_ids:
+        key = file_name(item_id).casefold()
+        if key in seen:
+            raise UserError(f"{flag}: ids {seen[key]!r} and {item_id!r} differ only in case, and their files would be "
+                            f"one on a case-insensitive file system")
+        seen[key] = item_id
 
 
 def file_name(item_id):
@@ -128,10 +145,11 @@ def write_csv(path, dataset, unit, item_ids, written, scores, method, cycle):
 
 def remove_leftovers(folder):
     """Delete what killed exports to `folder` left beside it: hidden siblings that are empty or carry the marker."""
-    pattern = re.compile(re.escape(f".{folder.name}.") + r"[^/]+\.(tmp|old)")  # mkdtemp's names below
+    pattern = re.compile(re.escape(f".{folder.name}.") + r"[a-z0-9_]{8}\.(tmp|old)")  # mkdtemp's names below
     for sibling in folder.parent.iterdir():
         if pattern.fullmatch(sibling.name) and sibling.is_dir() and not sibling.is_symlink():
-            if made_by(sibling) == KIND or not any(sibling.iterdir()):
+            marker = read_marker(sibling)
+            if (marker and marker["made_by"] == KIND) or not any(sibling.iterdir()):
                 shutil.rmtree(sibling)
 
 
@@ -156,18 +174,25 @@ def write_worklist(folder, dataset, unit, item_ids, scores, method, cycle):
     A symbolic link is followed: the folder it points to is replaced, the link kept.
     """
     check_export_folder(folder)
+    check_distinct_names(item_ids)
     folder = Path(os.path.realpath(folder))
     try:
         remove_leftovers(folder)
         new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        os.chmod(new, new_folder_mode())  # mkdtemp's 0o700 would lock the annotators out
     except OSError as err:
-        raise UserError(f"{folder}: cannot write in {folder.parent} ({err.strerror})") from None
+        raise UserError(f"--export {folder}: cannot write in {folder.parent} ({err.strerror})") from None
     try:
         mark_folder(new, KIND)  # first: a killed export's leftover is recognised as ours
         written = write_files(new, dataset, unit, item_ids)
         write_csv(new / "worklist.csv", dataset, unit, item_ids, written, scores, method, cycle)
+        mark_folder(new, KIND, listed_files(new))  # what the next export may replace
         replace_folder(new, folder)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(new)
+        if isinstance(err, OSError):  # a full disk or no inodes left while making a folder
+            raise UserError(f"--export {folder}: write failed ({err.strerror or err})") from None
+        if isinstance(err, UserError):  # name the folder the user gave, not the hidden one it was built in
+            raise UserError(str(err).replace(str(new), f"--export {folder}")) from None
         raise

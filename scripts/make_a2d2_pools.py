@@ -41,7 +41,8 @@ from lib.data import DATASETS, open_dataset  # noqa: E402
 from lib.data.folder import IMAGE_SUFFIXES  # noqa: E402
 from lib.errors import UserError, run_cli  # noqa: E402
 from lib.fileio import atomic_write, write_json  # noqa: E402
-from lib.outputs import check_folder, check_outputs, claim_folder  # noqa: E402
+from lib.outputs import check_outputs  # noqa: E402
+from lib.owned import check_folder, claim_folder  # noqa: E402
 from lib.pools import augmented_copies, consecutive_pool  # noqa: E402
 from lib.progress import Progress  # noqa: E402
 

@@ -313,6 +313,9 @@ CHECKPOINT_CASES = [
     *for_scripts("checkpoint-without-weights", ("select", "evaluate"),
                  lambda s, argv: argv(*s.checkpoint("c.pt", without("model"))),
                  "c.pt: damaged checkpoint: 'model' is missing or not a state dict"),
+    *for_scripts("nan-in-the-index-entry", ("select", "evaluate"),
+                 lambda s, argv: argv(*s.checkpoint("c.pt", lambda c: c["index"].update(cycle=float("nan")))),
+                 "c.pt: damaged checkpoint: index 'cycle' is missing or not a number"),
     *for_scripts("weights-of-another-model", ("select", "evaluate"),
                  lambda s, argv: argv(*s.checkpoint("c.pt", another_arch)),
                  "c.pt: not the weights of its model_args"),
@@ -366,6 +369,8 @@ FLAG_CASES = [
     flag_case("train", "--crop", "100000x100000", "at most 8192 pixels a side"),
     flag_case("select", "--input-size", "100000x100000", "at most 8192 pixels a side"),
     flag_case("select", "--std", "1,0,1", "expected three comma-separated finite numbers above 0 R,G,B"),
+    flag_case("evaluate", "--std", "1e-46,1,1", "expected three comma-separated finite numbers above 0 R,G,B"),
+    flag_case("train", "--lr", "1e-46", FINITE_POSITIVE),  # 0 in float32
     flag_case("evaluate", "--mean", "nan,0,0", "expected three comma-separated finite numbers R,G,B"),
     flag_case("select", "--budget", "1e5000%", "a share of the pool is at most 100%"),
     Case("--budget=nan%", "select", lambda s: s.select("--budget", "nan%"), "argument --budget: expected a count"),

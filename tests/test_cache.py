@@ -1,8 +1,11 @@
 """--cache-dir: decoded images and masks on disk, refreshed when their source changes."""
+import errno
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -10,6 +13,7 @@ from conftest import import_script
 from lib.data import open_dataset
 from lib.data.base import read_rgb
 from lib.data.cache import DecodedCache
+from lib.errors import UserError
 
 select, train = import_script("select.py"), import_script("train.py")
 
@@ -78,3 +82,16 @@ def test_a_damaged_entry_is_decoded_again_and_replaced(tmp_path):
         assert np.load(entry).shape == (4, 6, 3)
     np.save(entry, np.zeros((4, 6), np.uint8))  # an array, but not an image
     assert cache.load(dataset, "images", "a", source, read_rgb).shape == (4, 6, 3)
+
+
+def test_a_full_disk_while_the_cache_grows_is_one_line(tmp_path, monkeypatch):
+    cache, dataset = DecodedCache(tmp_path / "cache", ()), SimpleNamespace(name="folder", split="train")
+    Image.fromarray(np.full((4, 6, 3), 7, np.uint8)).save(tmp_path / "a.png")
+
+    def no_inodes_left(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "mkdir", no_inodes_left)
+    with pytest.raises(UserError, match=r"^--cache-dir .*/cache: cannot create .*/cache/folder/train/images "
+                                        r"\(No space left on device\)$"):
+        cache.load(dataset, "images", "a", tmp_path / "a.png", read_rgb)

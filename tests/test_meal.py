@@ -67,6 +67,12 @@ def test_meal_fits_the_pool_map_once_and_reuses_it(synthetic_pool, mobilenet_fil
     other_seed = meal_argv(synthetic_pool, cycle0, "meal", tmp_path / "c.json", "--umap-cache", str(cache))
     other_seed[other_seed.index("--seed") + 1] = "3"
     assert "UMAP map was fitted for another seed" in fail(select, other_seed, capsys)
+    other_window = meal_argv(synthetic_pool, cycle0, "meal", tmp_path / "c.json", "--umap-cache", str(cache),
+                             "--slide-window", "16x16")  # windows shape the features of larger images
+    assert "UMAP map was fitted for another slide_window" in fail(select, other_window, capsys)
+    torch.save({"key": stored["key"], "umap": {k: v for k, v in stored["umap"].items() if k != "features"}}, cache)
+    assert "umap.pt: damaged UMAP cache (KeyError: 'features'); delete it to fit again" in fail(
+        select, meal_argv(synthetic_pool, cycle0, "meal", tmp_path / "c.json", "--umap-cache", str(cache)), capsys)
     cache.write_bytes(b"not a torch file")
     assert "not a UMAP cache" in fail(select, meal_argv(synthetic_pool, cycle0, "meal", tmp_path / "d.json",
                                                         "--umap-cache", str(cache)), capsys)

@@ -10,6 +10,7 @@ and a pool of ours is rewritten.
 import csv
 import json
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -19,9 +20,11 @@ from bad_input_kit import SCRIPTS, Case, Inputs, case_ids, check_case
 from conftest import fail, import_script
 from lib import worklist
 from lib.data import open_dataset
-from lib.outputs import MARKER
+from lib.errors import UserError
+from lib.fileio import new_folder_mode
+from lib.owned import MARKER, claim_folder, read_marker
 from lib.units import Unit
-from lib.worklist import write_worklist
+from lib.worklist import check_distinct_names, write_worklist
 
 select, train = SCRIPTS["select"], SCRIPTS["train"]
 make_synthetic, make_pools = import_script("scripts/make_synthetic.py"), import_script("scripts/make_a2d2_pools.py")
@@ -54,6 +57,22 @@ class SafetyInputs(Inputs):
     def link_to(self, target):
         (self.tmp / "link").symlink_to(target)
         return str(self.tmp / "link")
+
+    def users_projects(self):
+        """A user's folder whose subfolders happen to bear layout names, as an older cache's did."""
+        (self.tmp / "projects" / "folder" / "important").mkdir(parents=True)
+        (self.tmp / "projects" / "folder" / "important" / "notes.txt").write_text("mine\n")
+        (self.tmp / "projects" / "voc").mkdir()
+        return str(self.tmp / "projects")
+
+    def copied_cache(self):
+        """A cache copied with its marker (cp -r), then given files of the user's."""
+        select.main(self.first_cycle("--cache-dir", self.path("cache"), "--method", "random", "--out",
+                                     self.path("i.json")))
+        (self.tmp / "i.json").unlink()
+        shutil.copytree(self.tmp / "cache", self.tmp / "copy")
+        (self.tmp / "copy" / "notes.txt").write_text("mine\n")
+        return self.path("copy")
 
     def users_dataset(self):
         """A `folder` dataset of the user's: the pool without the file that says a generator made it."""
@@ -89,6 +108,13 @@ RULE_CASES = [
          "--cache-dir {root}/cache: lies inside --data-root {root}, " + INPUT),
     Case("cache-dir-of-the-user", "train", lambda s: s.train("--cache-dir", s.users_folder()),
          "--cache-dir {tmp}/mine: " + NOT_OURS),
+    # Folders named like a layout's cache ("folder", "voc") are not an older version's cache unless entries alone.
+    Case("cache-dir-like-an-old-cache", "train", lambda s: s.train("--cache-dir", s.users_projects()),
+         "--cache-dir {tmp}/projects: " + NOT_OURS),
+    Case("cache-dir-with-a-copied-marker", "train", lambda s: s.train("--cache-dir", s.copied_cache()),
+         "--cache-dir {tmp}/copy: holds a marker copied from another folder, not a decoded cache of --cache-dir"),
+    Case("out-name-too-long", "train", lambda s: s.train("--out", s.path("a" * 300 + ".pt")),
+         "/" + "a" * 300 + ".pt: cannot use this path (File name too long)"),
     # evaluate.py
     Case("out-is-checkpoint", "evaluate", lambda s: s.evaluate("--out", "{trained}/model.pt".format(**s.ids)),
          "--out {trained}/model.pt: is --checkpoint {trained}/model.pt, " + INPUT),
@@ -163,9 +189,25 @@ def test_an_export_replaces_an_earlier_export_or_an_empty_folder_only(dataset, t
     write_worklist(tmp_path / "work", dataset, Unit(), dataset.ids[:1], None, "random", 0)
     write_worklist(tmp_path / "work", dataset, Unit(), dataset.ids[1:3], None, "random", 1)
     assert worklist_ids(tmp_path / "work") == dataset.ids[1:3]
-    (tmp_path / "work" / "notes.txt").write_text("an annotator's notes\n")  # still ours: the marker says so
-    write_worklist(tmp_path / "work", dataset, Unit(), dataset.ids[3:4], None, "random", 2)
-    assert not (tmp_path / "work" / "notes.txt").exists() and worklist_ids(tmp_path / "work") == dataset.ids[3:4]
+    assert stat.S_IMODE((tmp_path / "work").stat().st_mode) == new_folder_mode()  # open to the lab, as mkdir makes it
+
+
+@pytest.mark.parametrize("edit", ["an added file", "a changed file", "a copy"])
+def test_an_export_that_annotators_worked_in_is_never_replaced(dataset, tmp_path, capsys, edit):
+    write_worklist(tmp_path / "work", dataset, Unit("patch", (2, 2)), [f"{dataset.ids[0]}#r0c0"], None, "random", 0)
+    folder = tmp_path / "work"
+    if edit == "an added file":
+        (folder / "masks" / "my_label.png").write_bytes(b"an annotator's work")
+    elif edit == "a changed file":
+        next((folder / "masks").iterdir()).write_bytes(b"an annotator's work")
+    else:  # copied with its marker, then worked in: the copy is the annotators', not an export
+        shutil.copytree(folder, tmp_path / "copy")
+        folder = tmp_path / "copy"
+    before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    with pytest.raises(UserError, match="which a worklist of select.py --export did not write or which was changed "
+                                        "since|holds a marker copied from another folder"):
+        write_worklist(folder, dataset, Unit(), dataset.ids[1:2], None, "random", 1)
+    assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
 
 
 def test_an_export_through_a_link_replaces_the_folder_it_points_to(dataset, tmp_path):
@@ -273,3 +315,25 @@ def test_a_read_only_cache_is_refused_before_any_work(synthetic_pool, trained_ti
     err = fail(train, inputs.train("--cache-dir", str(small_filesystem), "--out", str(inputs.tmp / "m.pt")), capsys)
     assert f"--cache-dir {small_filesystem}: folder {small_filesystem} is not writable" in err
     assert not (inputs.tmp / "m.pt").exists()
+
+
+def test_a_folder_whose_marker_is_being_written_counts_as_empty(tmp_path):
+    """Two runs creating one new --cache-dir at once: the second sees the first's marker half-written."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f".{MARKER}.k3j2l9x1.tmp").write_text("{")
+    assert claim_folder(tmp_path / "cache", "a decoded cache of --cache-dir", "--cache-dir") == tmp_path / "cache"
+    assert read_marker(tmp_path / "cache")["made_by"] == "a decoded cache of --cache-dir"
+
+
+def test_ids_that_differ_only_in_case_are_refused_for_export(dataset, tmp_path):
+    with pytest.raises(UserError, match="ids 'Ab' and 'ab' differ only in case"):
+        check_distinct_names(["Ab", "x", "ab"])
+
+
+def test_an_export_to_a_mount_point_is_refused_before_any_work(synthetic_pool, trained_tiny, small_filesystem,
+                                                                 capsys):
+    inputs = Inputs(small_filesystem.parent, synthetic_pool, trained_tiny, None)
+    err = fail(select, inputs.first_cycle("--export", str(small_filesystem), "--out", str(inputs.tmp / "i.json")),
+               capsys)
+    assert f"--export {small_filesystem}: is a mount point, which cannot be replaced" in err
+    assert not (inputs.tmp / "i.json").exists() and list(small_filesystem.iterdir()) == []

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import fail, import_script
+from PIL import Image
 from test_a2d2 import a2d2  # noqa: F401  (the A2D2 layout fixture)
+
 from lib.data import Frame, open_dataset
 from lib.errors import UserError
+from lib.owned import MARKER
 from lib.pools import augmented_copies, consecutive_pool, crop_box
 
 make_pools, select, train, evaluate = (import_script(f) for f in
@@ -125,7 +126,9 @@ def run_make(pool, out, *extra):
 
 
 def tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes but the folder marker's, which names the folder it was written for (lib.owned)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MARKER}
 
 
 def test_the_script_writes_the_pools_deterministically(synthetic_pool, tmp_path):

@@ -190,11 +190,15 @@ def select_entropy(pool, tiny, folder, name, *extra):
 
 
 def test_select_entropy_with_small_windows(synthetic_pool, tiny, tmp_path):
-    """32x48 images: 16x16 windows score them in pieces; a window they fit in changes nothing, to the byte."""
+    """32x48 images: 16x16 windows score them in pieces; a window they fit in changes no score, and the
+    index only records the window."""
     default, default_scores = select_entropy(synthetic_pool, tiny, tmp_path, "default")
-    fitting, _ = select_entropy(synthetic_pool, tiny, tmp_path, "fitting", "--slide-window", "32x48")
+    _, fitting_scores = select_entropy(synthetic_pool, tiny, tmp_path, "fitting", "--slide-window", "32x48")
     windowed, windowed_scores = select_entropy(synthetic_pool, tiny, tmp_path, "windowed", "--slide-window", "16x16")
-    assert fitting == default
+    assert fitting_scores == default_scores
+    fitting = load_index(tmp_path / "fitting.json", dataset="synthetic")
+    assert fitting.labeled == load_index(tmp_path / "default.json", dataset="synthetic").labeled
+    assert fitting.history[-1]["slide_window"] == [32, 48] and "slide_window" not in json.loads(default)["history"][-1]
     index = load_index(tmp_path / "windowed.json", dataset="synthetic")
     assert len(index.labeled) == 6 and index.history[-1]["method"] == "entropy"
     assert windowed_scores.keys() == default_scores.keys()

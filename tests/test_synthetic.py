@@ -5,12 +5,17 @@ import re
 
 import numpy as np
 import pytest
+from conftest import import_script
 from PIL import Image
 
-from conftest import import_script
-from lib.data.synthetic import CLASS_NAMES, make_scene, render_frame, write_synthetic_pool
+from lib.data.synthetic import (
+    CLASS_NAMES,
+    make_scene,
+    render_frame,
+    write_synthetic_pool,
+)
 from lib.errors import UserError, run_cli
-
+from lib.owned import MARKER
 
 main = import_script("scripts/make_synthetic.py").main
 
@@ -30,7 +35,9 @@ def stems(folder):
 
 
 def tree_bytes(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes but the folder marker's, which names the folder it was written for (lib.owned)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MARKER}
 
 
 def mean_abs_diff(a, b):

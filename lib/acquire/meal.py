@@ -20,7 +20,7 @@ import torch
 
 from lib.acquire.scores import embed_items
 from lib.acquire.umap import UMAP
-from lib.errors import UserError
+from lib.errors import UserError, describe_error
 from lib.fileio import atomic_write, sha256_of
 from lib.models import build_model, load_pretrained_backbone
 from lib.sliding import DEFAULT_SLIDE_WINDOW
@@ -43,10 +43,12 @@ def project_on_own_map(context, item_ids, seed):
     return UMAP(seed=seed, device=context.device).fit(features)
 
 
-def pool_map_key(dataset, unit, model_args, seed, pretrained_path):
+def pool_map_key(dataset, unit, model_args, seed, pretrained_path, window=DEFAULT_SLIDE_WINDOW):
     """What a map of the pool depends on: a stored map is reused only for the same key.
 
     Without `pretrained_path` (later cycles need no weights) the backbone is not checked.
+    The sliding window shapes the features of images larger than it; it is part of the
+    key when it is not the default, so maps stored before it existed stay valid.
     """
     pool = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
     key = {
@@ -55,6 +57,8 @@ def pool_map_key(dataset, unit, model_args, seed, pretrained_path):
     }
     if pretrained_path is not None:
         key["pretrained"] = sha256_of(pretrained_path)
+    if tuple(window) != DEFAULT_SLIDE_WINDOW:
+        key["slide_window"] = list(window)
     return key
 
 
@@ -91,10 +95,15 @@ def cached_pool_umap(path, key, fit, device):
         return pool_umap
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise UserError(f"{path}: not a UMAP cache ({err.__class__.__name__}); delete it to fit again") from None
-    if not isinstance(stored, dict) or "key" not in stored or "umap" not in stored:
+    if not (isinstance(stored, dict) and isinstance(stored.get("key"), dict) and isinstance(stored.get("umap"), dict)):
         raise UserError(f"{path}: not a UMAP cache; delete it to fit again")
-    changed = sorted(name for name in key if stored["key"].get(name) != key[name])
+    # Every name of either key but "pretrained", which later cycles leave out.
+    names = key.keys() | (stored["key"].keys() - {"pretrained"})
+    changed = sorted(name for name in names if stored["key"].get(name) != key.get(name))
     if changed:
         raise UserError(f"{path}: UMAP map was fitted for another {', '.join(changed)}; "
                         f"use another --umap-cache or delete it to fit again")
-    return UMAP.from_state_dict(stored["umap"], device)
+    try:
+        return UMAP.from_state_dict(stored["umap"], device)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:  # a damaged or edited file
+        raise UserError(f"{path}: damaged UMAP cache ({describe_error(err)}); delete it to fit again") from None

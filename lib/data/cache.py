@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.errors import UserError
 from lib.fileio import atomic_write
-from lib.outputs import check_folder, claim_folder
+from lib.owned import check_folder, claim_folder
 
 KIND = "a decoded cache of --cache-dir"
 DIMENSIONS = {"images": 3, "masks": 2}  # [H, W, 3] RGB and [H, W] class ids, uint8 both
@@ -39,15 +40,21 @@ def check_cache_folder(folder, dataset_names):
     check_folder(folder, KIND, "--cache-dir", _legacy(dataset_names))
 
 
+# An entry, or atomic_write's temporary file of one: <dataset>/<split>/{images,masks}/<id>.<size>-<mtime>[-c<n>].npy
+_ENTRY = re.compile(r"[^/]+/[^/]+/(images|masks)/([^/]+\.\d+-\d+(-c\d+)?\.npy|\.[^/]+\.tmp)")
+
+
 def _legacy(dataset_names):
-    """A cache written before caches were marked holds only <dataset> folders."""
-    return lambda path: all(entry.name in dataset_names and entry.is_dir() for entry in path.iterdir())
+    """A cache written before caches were marked: <dataset> folders of entries, and nothing else."""
+    def made_by_an_older_version(path):
+        return all(entry.is_dir() and entry.name in dataset_names for entry in path.iterdir()) and all(
+            _ENTRY.fullmatch(file.relative_to(path).as_posix()) for file in path.rglob("*") if not file.is_dir())
+    return made_by_an_older_version
 
 
 class DecodedCache:
     def __init__(self, folder, dataset_names):
         """`dataset_names`: the layouts, whose folders alone make an unmarked folder a cache of an older version."""
-        check_cache_folder(folder, dataset_names)
         self.folder = claim_folder(folder, KIND, "--cache-dir", _legacy(dataset_names))
 
     def load(self, dataset, kind, item_id, source, decode, tag=""):
@@ -62,7 +69,10 @@ class DecodedCache:
         if cached is not None:
             return cached
         array = decode(source)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a full disk, no inodes left
+            raise UserError(f"--cache-dir {self.folder}: cannot create {folder} ({err.strerror or err})") from None
         # Only the versions of this id, not the entries of an id "<item_id>.x".
         version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+)?\.npy")
         for stale in folder.glob(glob.escape(item_id) + ".*.npy"):

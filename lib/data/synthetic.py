@@ -40,7 +40,7 @@ from PIL import Image
 from lib.data.folder import open_folder
 from lib.errors import UserError
 from lib.fileio import atomic_write, read_json, write_json
-from lib.outputs import claim_folder
+from lib.owned import claim_folder
 
 CLASS_NAMES = ("sky", "building", "road", "sidewalk", "vegetation", "pole", "car", "person")
 SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, POLE, CAR, PERSON = range(len(CLASS_NAMES))

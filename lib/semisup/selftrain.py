@@ -19,7 +19,7 @@ from lib.checkpoint import check_dataset, load_checkpoint, model_from_checkpoint
 from lib.data.base import IGNORE_INDEX
 from lib.engine import iterate_batches
 from lib.fileio import atomic_write, read_json, sha256_of, write_json
-from lib.outputs import check_folder, claim_folder
+from lib.owned import check_folder, claim_folder
 from lib.sliding import DEFAULT_SLIDE_WINDOW, slide
 
 STAMP = "pseudo.json"  # what the cached labels were made from; written after every label

@@ -18,7 +18,6 @@ from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_fli
 from lib.semisup.augment import strong_augment
 
 
-
 def images_with_unlabeled_pixels(image_ids, unit, labeled):
     """The images of `image_ids` not fully covered by their labeled items (`labeled`: image id -> items)."""
     per_image = unit.items_per_image  # None for regions: a labeled image always keeps unlabeled pixels
