@@ -50,7 +50,7 @@ else:
     from lib.models import has_mc_dropout, pretrained_location, resolve_pretrained
     from lib.outputs import check_outputs
     from lib.sliding import DEFAULT_SLIDE_WINDOW
-    from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels
+    from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels, require_fit
     from lib.worklist import check_export_folder, write_worklist
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
@@ -160,11 +160,7 @@ def check_unit_fits_pool(args, dataset, unit):
         return
     flag = f"--grid {unit.grid[0]}x{unit.grid[1]}" if unit.type == "patch" else f"--region-size {unit.size}"
     culprit = flag if args.unit else f"{args.index}: unit {unit.describe()}"  # the unit read from --index
-    for image_id in dataset.ids:
-        height, width = dataset.image_size(image_id)
-        misfit = unit.misfit(height, width)
-        if misfit:
-            raise UserError(f"{culprit}: image {dataset.image_path(image_id)} {misfit}")
+    require_fit(unit, dataset.ids, dataset.image_size, dataset.image_path, culprit)
 
 
 def pool_candidates(args, dataset, index):

@@ -49,7 +49,7 @@ from lib.semisup.s4gan import S4GAN
 from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
 from lib.semisup.unlabeled import UnlabeledCrops, images_with_unlabeled_pixels, unlabeled_batches
 from lib.sliding import DEFAULT_SLIDE_WINDOW
-from lib.units import items_by_image, labeled_fractions
+from lib.units import items_by_image, labeled_fractions, require_fit
 
 SSL_MODES = ("none", "selftrain", "s4gan")
 CONTRASTIVE_MODES = ("none", "reco")
@@ -244,15 +244,13 @@ def labeled_items(path, index, dataset):
     """{image id: its labeled items} of an index, checked to be trainable."""
     try:
         items = items_by_image(index.unit, index.labeled)
+        if index.unit.type != "image":  # a grid too fine for an image has empty cells, a region may not fit
+            require_fit(index.unit, items, dataset.image_size, dataset.image_path,
+                        f"{path}: unit {index.unit.describe()}")
         for image_id, image_items in items.items():
-            if index.unit.type != "image":
-                height, width = dataset.image_size(image_id)
-                misfit = index.unit.misfit(height, width)  # a grid too fine for the image has empty cells
-                if misfit:
-                    raise UserError(f"{path}: unit {index.unit.describe()}: image {dataset.image_path(image_id)} "
-                                    f"{misfit}")
+            if index.unit.type == "region":
                 for item_id in image_items:  # a region placed beyond its image's border
-                    index.unit.box(item_id, height, width)
+                    index.unit.box(item_id, *dataset.image_size(image_id))
     except ValueError as err:
         raise UserError(f"{path}: {err}") from None
     if len(items) < 2:

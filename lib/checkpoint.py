@@ -18,7 +18,7 @@ import math
 import torch
 
 from lib.errors import UserError, describe_error
-from lib.fileio import atomic_write
+from lib.fileio import atomic_write, is_number
 from lib.models import model_with_weights
 
 FORMAT = "al-seg-checkpoint"
@@ -65,21 +65,21 @@ def check_checkpoint(checkpoint, path):
     for key, low in (("mean", -math.inf), ("std", 0)):
         values = preprocess.get(key)
         if not (isinstance(values, list) and len(values) == 3
-                and all(_is_number(v) and v > low for v in values)):
+                and all(_is_finite_number(v) and v > low for v in values)):
             raise UserError(f"{path}: damaged checkpoint: preprocess {key!r} is not three finite numbers"
                             + (" above 0" if low == 0 else ""))
     dataset = checkpoint["dataset"]
     if not (isinstance(dataset.get("name"), str) and isinstance(dataset.get("split"), str)):
         raise UserError(f"{path}: damaged checkpoint: 'dataset' lacks its name or split")
-    bad = next((key for key in INDEX_NUMBERS if not _is_number(checkpoint["index"].get(key))), None)
+    bad = next((key for key in INDEX_NUMBERS if not _is_finite_number(checkpoint["index"].get(key))), None)
     if bad is not None:
         raise UserError(f"{path}: damaged checkpoint: index {bad!r} is missing or not a number")
     return checkpoint
 
 
-def _is_number(value):
-    """A finite int or float: NaN copied from here into metrics.json would not be JSON."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _is_finite_number(value):
+    """NaN copied from here into metrics.json would not be JSON."""
+    return is_number(value) and math.isfinite(value)
 
 
 def load_checkpoint(path):

@@ -96,6 +96,11 @@ def read_json(path, what="JSON file"):
         raise UserError(f"{path}: cannot read {what} ({err.strerror})") from None
 
 
+def is_number(value):
+    """A number read from JSON: int or float, never a bool (JSON's true and false read as Python's, which are ints)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def sha256_of(path, chunk_size=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -18,10 +18,11 @@ functions take percentages (budgets in % of the pool, mIoU in %), the units the
 paper reports, so a curve can be checked against its tables by eye.
 """
 import json
-from numbers import Real
 
 import numpy as np
 import torch
+
+from lib.fileio import is_number
 
 # Two budgets closer than this are the same point of the curve: budgets come from
 # float arithmetic (e.g. 3 * 2.5) and from JSON, so exact equality is too strict.
@@ -95,11 +96,6 @@ def pixel_accuracy(confusion):
     """Fraction of the valid pixels whose prediction equals the ground truth."""
     confusion = _as_confusion(confusion)
     return float(confusion.diag().sum() / confusion.sum())
-
-
-def is_number(value):
-    """A real number, not a bool: JSON's true and false read as Python bools, which are ints."""
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def check_curve(budgets, mious):

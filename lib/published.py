@@ -24,11 +24,10 @@ the paper's "Random-SSL"); uniform5-entropy, the study's Uniform(@5)+Entropy (en
 after select.py --prefilter uniform@5); or a reference trained on the whole pool,
 whose name starts with "_full" (lib.report.FULL; _full-mcd with the MC-dropout decoder).
 """
-from numbers import Real
 from pathlib import Path
 
 from lib.errors import UserError
-from lib.fileio import read_json
+from lib.fileio import is_number, read_json
 from lib.report import CURVE_AXES, FULL
 
 PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "published"
@@ -90,17 +89,13 @@ def _row_problem(row):
     unknown = set(row) - {"name", "method", *_ROW_NUMBERS}
     if unknown:
         return f"unknown keys {', '.join(sorted(unknown))}"
-    if not all(_is_number(row[key]) for key in _ROW_NUMBERS if key in row):
+    if not all(is_number(row[key]) for key in _ROW_NUMBERS if key in row):
         return f"{', '.join(_ROW_NUMBERS)} must be numbers"
     return None
 
 
-def _is_number(value):
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
 def _is_budget(value):
-    return _is_number(value) and 0 < value <= 100
+    return is_number(value) and 0 < value <= 100
 
 
 def _spelled_out(row, budget, miou_budget, scale):

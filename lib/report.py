@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from lib.errors import UserError
-from lib.fileio import atomic_write, read_json
-from lib.metrics import (
-    auc_at_budget, iou_per_class, is_number, mean_iou, mean_std, miou_at_budget, pixel_accuracy,
-)
+from lib.fileio import atomic_write, is_number, read_json
+from lib.metrics import auc_at_budget, iou_per_class, mean_iou, mean_std, miou_at_budget, pixel_accuracy
 
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 _CYCLE_DIR = re.compile(r"^cycle(\d+)$")

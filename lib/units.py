@@ -184,6 +184,17 @@ class Unit:
         return area
 
 
+def require_fit(unit, image_ids, image_size, image_path, culprit):
+    """A UserError naming `culprit` and the first image that cannot hold the unit's items (lib.units.Unit.misfit).
+
+    `image_size(id) -> (H, W)`, `image_path(id)` the file to name.
+    """
+    for image_id in image_ids:
+        misfit = unit.misfit(*image_size(image_id))
+        if misfit:
+            raise UserError(f"{culprit}: image {image_path(image_id)} {misfit}")
+
+
 def items_by_image(unit, item_ids):
     """{image id: [item ids]} in the order the items come."""
     grouped = defaultdict(list)

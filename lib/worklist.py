@@ -173,7 +173,7 @@ def write_worklist(folder, dataset, unit, item_ids, scores, method, cycle):
     `scores` is {item id: score} of the method, or None for methods without scores.
     A symbolic link is followed: the folder it points to is replaced, the link kept.
     """
-    check_export_folder(folder)
+    check_export_folder(folder)  # again, as select.py checked before scoring: an annotator may have worked since
     check_distinct_names(item_ids)
     folder = Path(os.path.realpath(folder))
     try:

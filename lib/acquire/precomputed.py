@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lib.errors import UserError
-from lib.fileio import read_json
+from lib.fileio import is_number, read_json
 
 
 def _read_npz(path, keys):
@@ -83,7 +83,7 @@ def load_scores(path, pool_ids, wanted):
         table = table.get("scores", table) if isinstance(table, dict) else table
         if not isinstance(table, dict):
             raise UserError(f"{path}: expected {{\"scores\": {{id: score}}}} or {{id: score}}")
-        bad = next((k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+        bad = next((k for k, v in table.items() if not is_number(v)), None)
         if bad is not None:
             raise UserError(f"{path}: score of id {bad!r} is not a number")
         ids, scores = np.array(list(table), dtype=str), np.array(list(table.values()), dtype=np.float64)

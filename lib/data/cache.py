@@ -17,7 +17,7 @@ cannot be read back as the array it should hold (a torn copy, a full disk) is de
 again too. The cache fills itself on first use; entries are written atomically, so
 loader workers and concurrent runs may fill it at once.
 
-DIR must be new, empty, or a cache of ours (its marker, lib.outputs): stale entries
+DIR must be new, empty, or a cache of ours (its marker, lib.owned): stale entries
 are deleted, and this toolkit deletes nothing it did not make.
 """
 import contextlib

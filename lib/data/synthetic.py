@@ -714,8 +714,8 @@ def write_synthetic_pool(root, *, sequences=30, frames_per_sequence=4, val_image
     # Never into a user's folder dataset: only a new or empty folder, or a pool of ours (before
     # folders were marked: one with synthetic.json).
     root = claim_folder(root, KIND, legacy=lambda path: (path / PARAMETERS_FILE).is_file())
-    # The marker goes first and comes back last: a run killed halfway leaves no claim
-    # that the half-overwritten folder is a complete pool.
+    # synthetic.json goes first and comes back last: a run killed halfway leaves no claim
+    # that the half-overwritten folder is a complete pool (the owner's marker stays).
     (root / PARAMETERS_FILE).unlink(missing_ok=True)
     write_json(root / "classes.json", list(CLASS_NAMES))
     counts = {"train": (sequences, frames_per_sequence), "val": (val_images, 1)}
