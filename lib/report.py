@@ -15,25 +15,20 @@ share counted in items of the unit or in pixels (CURVE_AXES).
 import csv
 import io
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 
 from lib.errors import UserError
+from lib.experiment import FULL, Layout
 from lib.fileio import atomic_write, is_number, read_json
 from lib.metrics import auc_at_budget, iou_per_class, mean_iou, mean_std, miou_at_budget, pixel_accuracy
 
-_SEED_DIR = re.compile(r"^seed(\d+)$")
-_CYCLE_DIR = re.compile(r"^cycle(\d+)$")
 # Budgets from rounded cycle sizes (10 % of 2975 images = 298) miss the nominal
 # budget by a little; a curve point within this many percentage points is B.
 BUDGET_MATCH_PP = 0.5
 # Curve x axes: the metrics.json key holding the labeled share of the pool.
 CURVE_AXES = {"items": "labeled_fraction", "pixels": "labeled_pixel_fraction"}
 AXIS_LABELS = {"items": "labeled % of the pool's items", "pixels": "labeled % of the pool's pixels"}
-# Models trained on the whole pool start with this name: _full (FULL=1), _full-mcd.
-FULL = "_full"
 # S4AL+'s measure: the labeled share at which a method reaches 95 % of the _full mIoU.
 REACH = 0.95
 
@@ -51,28 +46,19 @@ def evaluation_record(confusion, class_names):
 def collect_curves(experiment_dir, axis="items"):
     """{method: {seed: [(cycle, budget %, mIoU %), ...] by cycle}} from every metrics.json found."""
     key = CURVE_AXES[axis]
-    root = Path(experiment_dir)
-    if not root.is_dir():
-        raise UserError(f"{root}: experiment directory does not exist")
-    curves = {}
-    for method_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] not in "_."):
-        for seed_dir in sorted(method_dir.iterdir()):
-            seed = _SEED_DIR.match(seed_dir.name)
-            if not seed:
-                continue
-            points = _seed_curve(seed_dir, key, f"{method_dir.name}/{seed_dir.name}")
-            if points:
-                curves.setdefault(method_dir.name, {})[int(seed[1])] = points
+    layout = Layout(experiment_dir)
+    if not layout.root.is_dir():
+        raise UserError(f"{layout.root}: experiment directory does not exist")
+    curves = {method: {seed: _seed_curve(files, key, f"{method}/seed{seed}") for seed, files in seeds.items()}
+              for method, seeds in layout.metrics_files().items()}
     if not curves:
-        raise UserError(f"{root}: no <method>/seed<k>/cycle<c>/metrics.json found")
+        raise UserError(f"{layout.root}: no <method>/seed<k>/cycle<c>/metrics.json found")
     return curves
 
 
-def _seed_curve(seed_dir, key, where):
+def _seed_curve(files, key, where):
     """[(cycle, budget %, mIoU %), ...] of one method and seed by cycle; every cycle labels more than the one
     before, else AUC@B and mIoU@B have no curve to read (a cycle folder copied from another run, say)."""
-    files = sorted((int(cycle[1]), cycle_dir / "metrics.json") for cycle_dir in seed_dir.iterdir()
-                   if (cycle := _CYCLE_DIR.match(cycle_dir.name)) and (cycle_dir / "metrics.json").exists())
     points = [(cycle, path, *read_fractions(path, (key, "miou"))) for cycle, path in files]
     for (_, file0, share0, _), (_, file1, share1, _) in zip(points, points[1:]):
         if not share1 > share0:
@@ -83,15 +69,8 @@ def _seed_curve(seed_dir, key, where):
 
 def collect_references(experiment_dir):
     """{name: {seed: mIoU %}} of the models trained on the whole pool: OUT/_full*/seed<k>/metrics.json."""
-    references = {}
-    for folder in sorted(p for p in Path(experiment_dir).glob(f"{FULL}*") if p.is_dir()):
-        for seed_dir in sorted(folder.iterdir()):
-            seed = _SEED_DIR.match(seed_dir.name)
-            metrics_file = seed_dir / "metrics.json"
-            if seed and metrics_file.exists():
-                (miou,) = read_fractions(metrics_file, ("miou",))
-                references.setdefault(folder.name, {})[int(seed[1])] = 100 * miou
-    return references
+    return {name: {seed: 100 * read_fractions(path, ("miou",))[0] for seed, path in seeds.items()}
+            for name, seeds in Layout(experiment_dir).reference_files().items()}
 
 
 def read_fractions(metrics_file, keys):

@@ -1,5 +1,6 @@
 """Cron safety of scripts/lib/al_loop.sh: one run per experiment directory, a log in it,
-and a pipeline killed at random points that resumes to the results of an uninterrupted run."""
+and a pipeline killed in a training, an evaluation and a selection that resumes to the
+results of an uninterrupted run."""
 import fcntl
 import json
 import os
@@ -208,12 +209,12 @@ def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninter
     rng = random.Random(0)
     kinds = [[step for step in steps if step[0] == "train.py"], [step for step in steps if step[0] == "evaluate.py"],
              [step for step in steps if step[0] == "select.py" and "cycle1" in step[1]]]
-    targets = sorted((steps.index(step), rng.random()) for step in map(rng.choice, kinds))
+    # At most 80 % into the work: a kill that came after the step's end would leave its phase untested.
+    targets = sorted((steps.index(step), 0.8 * rng.random()) for step in map(rng.choice, kinds))
     phases = []
     for index, fraction in targets:
         script, output, _, begin, end = steps[index]
-        if (out / output).exists():  # the previous kill came too late
-            continue
+        assert not (out / output).exists()  # each kill landed in its own step, before this one
         loop = start_loop(synthetic_pool, out)
         for trigger in [f"run {script} -> {out / output}"] + ["training "] * (script == "train.py"):
             assert any(line.startswith(trigger) for line in loop.stdout), loop.communicate()
@@ -228,11 +229,13 @@ def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninter
         loop.communicate()
         wait_for_unlock(out)
         phases.append(kill_phase(out))
+        expected = {"select.py": "selection", "train.py": "training", "evaluate.py": "evaluation"}[script]
+        assert phases[-1].startswith(expected), f"a kill meant for {expected} landed {phases[-1]}"
     print(f"{len(phases)} kills: {', '.join(phases)}")
     loop = start_loop(synthetic_pool, out)
     stdout, stderr = loop.communicate(timeout=300)
     assert loop.returncode == 0, (stdout + stderr)[-3000:]
-    assert phases and len(log_runs(out)) == len(phases) + 1
+    assert len(phases) == len(kinds) and len(log_runs(out)) == len(phases) + 1
 
     def outputs(folder):
         names = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()}

@@ -3,9 +3,8 @@
 # highest mean entropy of every image per cycle (the published code's per-image
 # ranking); DeepLabv3+ MobileNetV2 (ImageNet), SGD lr 1e-2 poly, weight decay 1e-4,
 # 100 epochs, batch 4. entropy-ssl is S4AL+ itself: self-training with pseudo labels
-# (confidence >= 0.7) and the ReCo contrastive head (skipped with a message while
-# train.py has no --ssl). FULL=1 (the default here) trains the fully supervised
-# reference, for the labeled share needed to reach 95 % of it.
+# (confidence >= 0.7) and the ReCo contrastive head. FULL=1 (the default here) trains
+# the fully supervised reference, for the labeled share needed to reach 95 % of it.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$REPO_ROOT/scripts/lib/al_loop.sh"
 
@@ -20,8 +19,7 @@ run_s4al() {  # run_s4al DATASET REGION_SIDE CYCLES CROP
     UNIT_ARGS="--unit region --region-size $2"
     INITIAL=10%px STEP= CYCLES=${CYCLES:-$3}
     SELECT_ARGS="--region-ranking per-image --regions-per-image 4"
-    local pretrained=${PRETRAINED-imagenet}
-    TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
+    PRETRAINED=${PRETRAINED-imagenet}
     TRAIN_ARGS="--arch mobilenet_v2 --optimizer sgd --lr 1e-2
         --lr-schedule poly --weight-decay 1e-4 --epochs ${EPOCHS:-100} --batch-size 4 --crop ${CROP:-$4}"
     SUMMARY_ARGS="--x-axis pixels"

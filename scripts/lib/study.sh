@@ -23,8 +23,8 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
     METHODS=${METHODS:-$STUDY_METHODS}
     SEEDS=${SEEDS:-0 1 2}
     SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6 --disc-lr 2.5e-5"
-    local crop=256x512 pretrained=${PRETRAINED-imagenet}
-    TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
+    local crop=256x512
+    PRETRAINED=${PRETRAINED-imagenet}
     if [ "$DATASET" = voc ]; then
         crop=321x321 SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6"
     fi
@@ -35,7 +35,9 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
 }
 
 run_a2d2_pool() {  # run_a2d2_pool POOL INITIAL STEP CYCLES: the study on a redundant pool (0f 5f 11f 21f aug)
-    A2D2_ROOT=$DATA_ROOT POOLS=${POOLS:-$REPO_ROOT/runs/a2d2_pools} PREPARE=build_a2d2_pools
+    # The pools of every A2D2 setting are built once (deterministic: seed 0) into POOLS and shared.
+    A2D2_ROOT=$DATA_ROOT POOLS=${POOLS:-$REPO_ROOT/runs/a2d2_pools}
+    A2D2_POOLS=$POOLS
     if [ "$1" = aug ]; then  # a folder dataset of its own, evaluated on A2D2's validation sequence
         VAL_DATASET=a2d2 VAL_DATA_ROOT=$A2D2_ROOT DATA_ROOT=$POOLS/pool_aug
         run_study folder "$2" "$3" "$4"
@@ -43,10 +45,4 @@ run_a2d2_pool() {  # run_a2d2_pool POOL INITIAL STEP CYCLES: the study on a redu
         POOL=$POOLS/pool_$1.json
         run_study a2d2 "$2" "$3" "$4"
     fi
-}
-
-build_a2d2_pools() {  # the pools of every A2D2 setting, built once (deterministic: seed 0) and shared
-    mkdir -p "$POOLS"
-    run_step "$POOLS/pool_aug.json" scripts/make_a2d2_pools.py --dataset a2d2 --data-root "$A2D2_ROOT" \
-        --out "$POOLS" --seed 0
 }

@@ -1,0 +1,332 @@
+"""An active-learning experiment as data: its configuration, its folder layout, its plan.
+
+The shell scripts under scripts/ set the configuration as variables (documented in
+scripts/lib/al_loop.sh); `Config.from_environ` reads them, `plan(config)` turns them
+into the list of steps (`Step`: a script, its argv and its output; `Link`: finished
+files shared between folders), and lib/steps.py runs the steps whose outputs are
+missing. Planning touches no file, so a paper script's plan is checked in
+milliseconds (tests/test_experiment.py parses every step with its script's parser).
+
+Layout (`Layout`, also read by lib/report.py):
+
+    OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json, scores.json}
+    OUT/_initial/seed<k>/            the initial cycle, one random draw per seed shared by every method
+    OUT/_initial/seed<k>/<variant>/  its model for methods whose models need other training flags
+    OUT/_initial/seed<k>/umap.pt     MEAL's map of the pool, fitted once per seed
+    OUT/_full/seed<k>/               the fully supervised reference (FULL=1)
+"""
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.errors import UserError
+
+INITIAL, FULL = "_initial", "_full"
+SEED_DIR = re.compile(r"^seed(\d+)$")
+CYCLE_DIR = re.compile(r"^cycle(\d+)$")
+MODEL_FILES = ("index.json", "model.pt", "metrics.json")
+MAX_VARIANT_NAME = 120  # a folder name stays far below NAME_MAX (255) whatever SSL_ARGS holds
+
+
+class Layout:
+    """Where an experiment's files live; the one place that knows the folder names."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def cycle(self, method, seed, cycle):
+        return self.root / method / f"seed{seed}" / f"cycle{cycle}"
+
+    def initial(self, seed, variant=""):
+        return self.root / INITIAL / f"seed{seed}" / variant
+
+    def umap_cache(self, seed):
+        return self.initial(seed) / "umap.pt"
+
+    def full(self, seed):
+        return self.root / FULL / f"seed{seed}"
+
+    def metrics_files(self):
+        """{method: {seed: [(cycle, metrics.json), ...] by cycle}} of the finished cycles. Folders whose
+        name starts with '_' or '.' hold shared or temporary state, not curves."""
+        found = {}
+        for method_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[0] not in "_."):
+            for seed, seed_dir in _numbered(method_dir, SEED_DIR):
+                cycles = [(cycle, path / "metrics.json") for cycle, path in _numbered(seed_dir, CYCLE_DIR)
+                          if (path / "metrics.json").exists()]
+                if cycles:
+                    found.setdefault(method_dir.name, {})[seed] = cycles
+        return found
+
+    def reference_files(self):
+        """{name: {seed: metrics.json}} of the models trained on the whole pool: _full (FULL=1), _full-*."""
+        found = {}
+        for folder in sorted(p for p in self.root.glob(f"{FULL}*") if p.is_dir()):
+            for seed, seed_dir in _numbered(folder, SEED_DIR):
+                if (seed_dir / "metrics.json").exists():
+                    found.setdefault(folder.name, {})[seed] = seed_dir / "metrics.json"
+        return found
+
+
+def _numbered(folder, pattern):
+    """[(number, subfolder)] of the subfolders whose name matches `pattern`, by number."""
+    return sorted((int(match[1]), path) for path in folder.iterdir() if (match := pattern.match(path.name)))
+
+
+@dataclass(frozen=True)
+class Config:
+    """One experiment, as the shell scripts configure it (scripts/lib/al_loop.sh documents each variable)."""
+
+    dataset: str
+    data_root: str
+    out: str
+    split: str = "train"
+    val_split: str = "val"
+    val_dataset: str = ""  # "": the pool's dataset and root
+    val_data_root: str = ""
+    pool: str = ""
+    methods: tuple = ("random", "entropy")
+    seeds: tuple = (0, 1, 2)
+    initial: str = "10%"
+    initial_method: str = "random"
+    step: str | None = "10%"  # None: select.py's default (per-image region ranking)
+    cycles: int = 4
+    budget: str = ""
+    setting: str = ""
+    full: bool = False
+    device: str = ""
+    pretrained: str = ""  # ImageNet weights for train.py and MEAL's map of the pool
+    ssl: str = "s4gan"
+    ssl_args: tuple = ()
+    unit_args: tuple = ()
+    train_args: tuple = ()
+    select_args: tuple = ()
+    eval_args: tuple = ()
+    summary_args: tuple = ()
+    a2d2_root: str = ""  # with a2d2_pools: build the study's redundant pools there first
+    a2d2_pools: str = ""
+    layout: Layout = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layout", Layout(self.out))
+
+    @classmethod
+    def from_environ(cls, env, train_flags=()):
+        """The configuration in the variables `env` (os.environ), plus `train_flags` (TRAIN_FLAGS: words kept
+        whole, paths with spaces included). Word lists are split as a shell would (quotes keep a path whole)."""
+        missing = [name for name in ("DATASET", "DATA_ROOT", "OUT") if not env.get(name)]
+        if missing:
+            raise UserError(f"set {missing[0]}")
+        step = env.get("STEP", "10%")  # set but empty: select.py's default
+        return cls(
+            dataset=env["DATASET"], data_root=env["DATA_ROOT"], out=env["OUT"],
+            split=env.get("SPLIT") or "train", val_split=env.get("VAL_SPLIT") or "val",
+            val_dataset=env.get("VAL_DATASET", ""), val_data_root=env.get("VAL_DATA_ROOT", ""),
+            pool=env.get("POOL", ""),
+            methods=tuple(_words(env, "METHODS", "random entropy")),
+            seeds=tuple(_whole_number(env, "SEEDS", word) for word in _words(env, "SEEDS", "0 1 2")),
+            initial=env.get("INITIAL") or "10%", initial_method=env.get("INITIAL_METHOD") or "random",
+            step=step or None, cycles=_whole_number(env, "CYCLES", env.get("CYCLES") or "4"),
+            budget=env.get("BUDGET", ""), setting=env.get("SETTING", ""), full=env.get("FULL", "0") not in ("", "0"),
+            device=env.get("DEVICE", ""), pretrained=env.get("PRETRAINED", ""),
+            ssl=env.get("SSL") or "s4gan", ssl_args=tuple(_words(env, "SSL_ARGS")),
+            unit_args=tuple(_words(env, "UNIT_ARGS")),
+            train_args=tuple(train_flags) + tuple(_words(env, "TRAIN_ARGS")),
+            select_args=tuple(_words(env, "SELECT_ARGS")), eval_args=tuple(_words(env, "EVAL_ARGS")),
+            summary_args=tuple(_words(env, "SUMMARY_ARGS")),
+            a2d2_root=env.get("A2D2_ROOT", ""), a2d2_pools=env.get("A2D2_POOLS", ""),
+        )
+
+
+def _words(env, name, default=""):
+    try:
+        return shlex.split(env.get(name) or default)
+    except ValueError as err:  # an unbalanced quote
+        raise UserError(f"{name}={env[name]!r}: {err}") from None
+
+
+def _whole_number(env, name, word):
+    if not word.isdigit():  # isdigit: no sign, no fraction; also refuses the empty word
+        raise UserError(f"{name}={env.get(name, '')!r}: {word!r} is not a whole number")
+    return int(word)
+
+
+# ------------------------------------------------------------------------------------------------
+# Method variants: an experiment's method name -> what select.py and train.py run for it
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Variant:
+    acquisition: str  # select.py --method
+    select_flags: tuple = ()  # select.py flags beyond those the acquisition's own inputs need
+
+
+# Method names that are not acquisition methods of select.py. <method>-ssl is <method> on models trained
+# with --ssl $SSL $SSL_ARGS (SSL_SUFFIX).
+VARIANTS = {
+    "uniform5-entropy": Variant("entropy", ("--prefilter", "uniform@5")),  # the study's Uniform(@5)+Entropy
+}
+SSL_SUFFIX = "-ssl"
+SSL_WITH_TEACHER = {"selftrain"}  # its pseudo labels come from the previous cycle's model
+
+
+def variant_of(method):
+    return VARIANTS.get(method) or Variant(method)
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """What one method of an experiment runs, in every seed and cycle."""
+
+    name: str
+    acquisition: str
+    train_flags: tuple  # flags of every model of the method, the initial one included
+    select_flags: tuple  # for a seed: select_flags(seed)
+    reads_pool_map: bool
+    teacher: bool  # train on the previous cycle's model as teacher
+
+    def initial_variant(self):
+        """The folder under _initial/seed<k> of the initial model with these training flags ("" for none)."""
+        return variant_folder_name(self.train_flags)
+
+
+def method_plan(name, config):
+    from lib.acquire import METHODS  # here: planning a method needs its inputs, the rest of the module none
+
+    ssl = name.endswith(SSL_SUFFIX)
+    variant = variant_of(name.removesuffix(SSL_SUFFIX))
+    if variant.acquisition not in METHODS:
+        raise UserError(f"METHODS: {name!r} is not a method ({', '.join(sorted(METHODS))}, "
+                        f"{', '.join(VARIANTS)}, or one of them followed by {SSL_SUFFIX})")
+    method = METHODS[variant.acquisition]
+    train_flags = (("--ssl", config.ssl, *config.ssl_args) if ssl else ()) + (
+        ("--mc-dropout",) if method.needs_mc_dropout else ())
+    return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.needs_pool_umap,
+                      ssl and config.ssl in SSL_WITH_TEACHER)
+
+
+def variant_folder_name(flags):
+    """A readable folder name for training flags: --ssl s4gan --disc-lr 2.5e-5 --mc-dropout ->
+    ssl=s4gan,disc-lr=2.5e-5,mc-dropout. Names that would be too long end in a hash of the flags."""
+    groups = []
+    for word in flags:
+        if word.startswith("--"):
+            groups.append(word[2:])
+        elif groups:
+            groups[-1] += "=" + word
+        else:
+            groups.append(word)
+    name = ",".join(groups).replace("%", "%25").replace("/", "%2F")
+    if len(name) > MAX_VARIANT_NAME:
+        name = name[:MAX_VARIANT_NAME - 13] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
+
+
+# ------------------------------------------------------------------------------------------------
+# The plan
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """Run `script` (relative to the repository root) with `argv` unless `output` exists. A step that only
+    feeds files of `needed_for` is skipped too once they all exist. `output` None: always run."""
+
+    script: str
+    argv: tuple
+    output: str | None
+    needed_for: tuple = ()
+
+
+@dataclass(frozen=True)
+class Link:
+    """Share finished files of `source` in `target` (hard links, copies where the file system has none);
+    skipped, as a Step, once every file of `needed_for` exists."""
+
+    source: str
+    target: str
+    names: tuple
+    needed_for: tuple = ()
+
+
+def plan(config):
+    """[Step | Link] of the whole experiment, in the order they run."""
+    methods = [method_plan(name, config) for name in config.methods]  # every name checked before any work
+    steps = []
+    if config.a2d2_pools:
+        steps.append(Step("scripts/make_a2d2_pools.py", ("--dataset", "a2d2", "--data-root", config.a2d2_root,
+                                                          "--out", config.a2d2_pools, "--seed", "0"),
+                          str(Path(config.a2d2_pools) / "pool_aug.json")))
+    for seed in config.seeds:
+        steps += initial_selection(config, seed)
+        if config.full:
+            steps += full_reference(config, seed)
+        for method in methods:
+            steps += method_cycles(config, method, seed)
+    steps.append(Step("evaluate.py", ("--experiment", config.out, *_option("--budget", config.budget),
+                                      *_option("--setting", config.setting), *config.summary_args), None))
+    return steps
+
+
+def _option(flag, value):
+    return (flag, str(value)) if value else ()
+
+
+def _data_flags(config):
+    return ("--dataset", config.dataset, "--data-root", config.data_root, "--split", config.split,
+            *_option("--pool", config.pool))
+
+
+def initial_selection(config, seed):
+    index = config.layout.initial(seed) / "index.json"
+    return [Step("select.py", (*_data_flags(config), "--method", config.initial_method, "--budget", config.initial,
+                               "--seed", str(seed), "--out", str(index), *config.unit_args), str(index))]
+
+
+def full_reference(config, seed):
+    """The fully supervised reference: every image of the pool labeled whole."""
+    folder = config.layout.full(seed)
+    index = folder / "index.json"
+    select = Step("select.py", (*_data_flags(config), "--method", "random", "--budget", "100%", "--seed", str(seed),
+                                "--out", str(index)), str(index))
+    return [select, *train_and_evaluate(config, folder, seed, ())]
+
+
+def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
+    model, metrics = folder / "model.pt", folder / "metrics.json"
+    train = Step("train.py", (*_data_flags(config), "--index", str(folder / "index.json"), "--out", str(model),
+                              "--resume", "--seed", str(seed), *_option("--device", config.device),
+                              *_option("--pretrained", config.pretrained), *config.train_args, *extra_flags),
+                 str(model), needed_for)
+    evaluate = Step("evaluate.py", ("--checkpoint", str(model), "--dataset", config.val_dataset or config.dataset,
+                                    "--data-root", config.val_data_root or config.data_root,
+                                    "--split", config.val_split, "--out", str(metrics),
+                                    *_option("--device", config.device), *config.eval_args),
+                    str(metrics), needed_for)
+    return [train, evaluate]
+
+
+def method_cycles(config, method, seed):
+    """The method's initial cycle (the seed's shared draw, trained with its flags) and its cycles."""
+    layout = config.layout
+    initial, variant = layout.initial(seed), layout.initial(seed, method.initial_variant())
+    cycle0 = layout.cycle(method.name, seed, 0)
+    shared = tuple(str(cycle0 / name) for name in MODEL_FILES)  # once the method has them, the variant is done
+    steps = [Link(str(initial), str(variant), ("index.json",), shared)] if variant != initial else []
+    steps += train_and_evaluate(config, variant, seed, method.train_flags, shared)
+    steps.append(Link(str(variant), str(cycle0), MODEL_FILES))
+    select_flags = method.select_flags
+    if method.reads_pool_map:
+        select_flags += ("--umap-cache", str(layout.umap_cache(seed)), *_option("--pretrained", config.pretrained))
+    for cycle in range(1, config.cycles + 1):
+        folder, previous = layout.cycle(method.name, seed, cycle), layout.cycle(method.name, seed, cycle - 1)
+        index = folder / "index.json"
+        steps.append(Step("select.py", (
+            *_data_flags(config), "--method", method.acquisition, "--index", str(previous / "index.json"),
+            "--checkpoint", str(previous / "model.pt"), *_option("--budget", config.step), "--seed", str(seed),
+            "--out", str(index), "--scores-out", str(folder / "scores.json"), *_option("--device", config.device),
+            *config.unit_args, *config.select_args, *select_flags), str(index)))
+        teacher = ("--teacher", str(previous / "model.pt")) if method.teacher else ()
+        steps += train_and_evaluate(config, folder, seed, method.train_flags + teacher)
+    return steps
