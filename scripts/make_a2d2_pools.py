@@ -1,4 +1,4 @@
-"""Write the redundant pools of "Best Practices in AL for Semantic Segmentation" (lib/pools.py).
+"""Write the redundant pools of "Best Practices in AL for Semantic Segmentation" (lib/redundant_pools.py).
 
     python scripts/make_a2d2_pools.py --dataset a2d2 --data-root /data/a2d2 --out runs/a2d2_pools
     python scripts/make_a2d2_pools.py --dataset synthetic --data-root data/synthetic --out runs/pools \\
@@ -43,7 +43,7 @@ from lib.errors import UserError, run_cli  # noqa: E402
 from lib.fileio import atomic_write, write_json  # noqa: E402
 from lib.outputs import check_outputs  # noqa: E402
 from lib.owned import check_folder, claim_folder  # noqa: E402
-from lib.pools import augmented_copies, consecutive_pool  # noqa: E402
+from lib.redundant_pools import augmented_copies, consecutive_pool  # noqa: E402
 from lib.progress import Progress  # noqa: E402
 
 AUG_STREAM = 1  # the copies' random stream, apart from the draws of the frames

@@ -11,7 +11,7 @@ from test_a2d2 import a2d2  # noqa: F401  (the A2D2 layout fixture)
 from lib.data import Frame, open_dataset
 from lib.errors import UserError
 from lib.owned import MARKER
-from lib.pools import augmented_copies, consecutive_pool, crop_box
+from lib.redundant_pools import augmented_copies, consecutive_pool, crop_box
 
 make_pools, select, train, evaluate = (import_script(f) for f in
                                        ("scripts/make_a2d2_pools.py", "select.py", "train.py", "evaluate.py"))
@@ -183,16 +183,15 @@ def test_the_pools_feed_select_train_and_evaluate(synthetic_pool, tmp_path):
     assert "miou" in json.loads((tmp_path / "metrics.json").read_text())
 
 
-def test_bad_requests_are_one_line_errors_that_write_nothing(synthetic_pool, tmp_path, capsys):
-    cases = [
-        (["--size", "14", "--following", "1", "--no-aug"], "the 6 sequences hold at most 6 (12 images)"),
-        (["--size", "7", "--following"], "--size 7 is not a multiple of --aug-copies 5 + 1"),
-        (["--following", "--no-aug"], "nothing to write: --following lists no pool and --no-aug is given"),
-    ]
-    for extra, message in cases:
-        argv = ["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--out", str(tmp_path / "out"), *extra]
-        assert message in fail(make_pools, argv, capsys)
-        assert not (tmp_path / "out").exists()
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--size", "14", "--following", "1", "--no-aug"], "the 6 sequences hold at most 6 (12 images)"),
+    (["--size", "7", "--following"], "--size 7 is not a multiple of --aug-copies 5 + 1"),
+    (["--following", "--no-aug"], "nothing to write: --following lists no pool and --no-aug is given"),
+])
+def test_bad_requests_are_one_line_errors_that_write_nothing(synthetic_pool, tmp_path, capsys, extra, message):
+    argv = ["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--out", str(tmp_path / "out"), *extra]
+    assert message in fail(make_pools, argv, capsys)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("sequences", "message"), [
