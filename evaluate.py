@@ -12,16 +12,13 @@ r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a cur
     # one curve given as {"budgets": [...], "miou": [...]} in percent
     python evaluate.py --curve curve.json --budget 50
 """
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lib.cli import (
-    add_cache_dir_flag, add_slide_window_flag, budget_percent, non_negative_int, positive_int, script_parser,
-)
+from lib.cli import add_runtime_flags, add_slide_window_flag, budget_percent, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
 from lib.engine import evaluate_confusion, iterate_batches, resolve_device
@@ -60,12 +57,8 @@ def get_args_parser():
     parser.add_argument("--x-axis", default=None, choices=sorted(CURVE_AXES),
                         help="--experiment: budgets in %% of the pool's items (images, patches) or of its pixels "
                              "(default: the --setting's, else items)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="float16 inference (CUDA only)")
-    parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
-    parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    add_runtime_flags(parser, "run the model", batch_size=4)
     add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
-    add_cache_dir_flag(parser)
     add_model_file_args(parser)
     return parser
 

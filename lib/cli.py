@@ -130,6 +130,20 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+def add_runtime_flags(group, runs, batch_size=None):
+    """--device, --amp, -j and --cache-dir: where and how a script `runs` its model ("train", "score", ...),
+    which never changes its results; with `batch_size`, -b as the images per forward pass too (train.py's
+    batch is an optimisation setting of its own)."""
+    group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=f"where to {runs}")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                       help="float16 mixed precision (CUDA only)")
+    if batch_size is not None:
+        group.add_argument("-b", "--batch-size", type=positive_int, default=batch_size,
+                           help="images per forward pass")
+    group.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    add_cache_dir_flag(group)
+
+
 def add_cache_dir_flag(group):
     group.add_argument("--cache-dir", default=None,
                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more "
