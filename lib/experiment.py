@@ -18,7 +18,7 @@ Layout (`Layout`, also read by lib/report.py):
 import hashlib
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError
@@ -107,10 +107,10 @@ class Config:
     summary_args: tuple = ()
     a2d2_root: str = ""  # with a2d2_pools: build the study's redundant pools there first
     a2d2_pools: str = ""
-    layout: Layout = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self):
-        object.__setattr__(self, "layout", Layout(self.out))
+    @property
+    def layout(self):
+        return Layout(self.out)
 
     @classmethod
     def from_environ(cls, env, train_flags=()):
