@@ -18,6 +18,11 @@ from lib.data.synthetic import write_synthetic_pool  # noqa: E402  (needs the pa
 from lib.errors import EXIT_USER_ERROR, run_cli  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs a whole experiment loop (seconds each); -m 'not slow' leaves "
+                                       "them out while iterating, CI runs them")
+
+
 def import_script(relative_path):
     """Import a script of the repository as a module, under a name that is not its own:
     select.py cannot be imported as `select`, the standard library's module."""

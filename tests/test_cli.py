@@ -39,7 +39,7 @@ def test_loop_writes_the_experiment_layout(experiment):
     # The initial cycle is trained once and shared by the methods whose models are alike;
     # BALD's models have MC dropout, so it gets an initial model of its own on the same images.
     assert os.path.samefile(out / "entropy/seed0/cycle0/model.pt", out / "_initial/seed0/model.pt")
-    assert os.path.samefile(out / "bald/seed0/cycle0/model.pt", out / "_initial/seed0/mcdropout/model.pt")
+    assert os.path.samefile(out / "bald/seed0/cycle0/model.pt", out / "_initial/seed0/mc-dropout/model.pt")
     assert os.path.samefile(out / "bald/seed0/cycle0/index.json", out / "entropy/seed0/cycle0/index.json")
     for cycle in (0, 1):
         assert torch.load(out / f"bald/seed0/cycle{cycle}/model.pt")["model_args"]["mc_dropout"]
@@ -60,6 +60,7 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
 
 
+@pytest.mark.slow
 def test_method_variants_and_the_fully_supervised_reference(synthetic_pool, tmp_path):
     """<m>-ssl trains with --ssl $SSL $SSL_ARGS; uniform5-entropy is entropy on every 5th frame; FULL=1 trains on
     everything."""
