@@ -30,10 +30,10 @@ else:
 
     from fractions import Fraction
 
-    from lib.acquire import METHODS, SelectionContext, cycle_seed
+    from lib.acquire import METHODS, cycle_seed
     from lib.acquire.budget import budget_text, parse_budget
-    from lib.acquire.meal import cached_pool_umap, fit_pool_umap, pool_map_key
-    from lib.acquire.precomputed import load_features, load_scores
+    from lib.acquire.context import ItemReader, SelectionContext
+    from lib.acquire.inputs import Pool, check_flags, inputs_read, load_inputs
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
@@ -46,9 +46,9 @@ else:
     from lib.errors import UserError, run_cli
     from lib.fileio import write_json
     from lib.index import LabeledIndex, load_index, save_index
-    from lib.model_files import MODEL_FILE_FLAGS, TORCHSCRIPT, ModelFile, add_model_file_args
-    from lib.models import has_mc_dropout, pretrained_location, resolve_pretrained
+    from lib.model_files import add_model_file_args
     from lib.outputs import check_outputs
+    from lib.pretrained import pretrained_location
     from lib.sliding import DEFAULT_SLIDE_WINDOW
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels, require_fit
     from lib.worklist import check_export_folder, write_worklist
@@ -205,7 +205,7 @@ def cycle_settings(args, method, unit):
     settings = {}
     if args.prefilter:
         settings["prefilter"] = str(args.prefilter)
-    if method.needs == "pixels" and args.reduce != "mean":
+    if "model" in method.inputs and args.reduce != "mean":  # the methods that score pixels
         settings["reduce"] = args.reduce
     if unit.type == "region":
         settings["region_ranking"] = args.region_ranking
@@ -213,66 +213,9 @@ def cycle_settings(args, method, unit):
             settings["regions_per_image"] = args.regions_per_image
         if args.region_stride:
             settings["region_stride"] = args.region_stride
-    if uses_model(args, method) and tuple(args.slide_window) != DEFAULT_SLIDE_WINDOW:  # scores of large images
+    if "model" in inputs_read(method, args) and tuple(args.slide_window) != DEFAULT_SLIDE_WINDOW:  # large images
         settings["slide_window"] = list(args.slide_window)
     return settings
-
-
-def check_inputs(args, method):
-    """Each method reads a model, a features file or a scores file: exactly what it needs must be given."""
-    if args.features and method.needs != "features":
-        raise UserError(f"--features: --method {args.method} does not use features (coreset and kmeanspp do)")
-    if args.scores and method.needs != "scores":
-        raise UserError(f"--scores: --method {args.method} does not rank precomputed scores (topk does)")
-    for flag, value in (("--umap-cache", args.umap_cache), ("--pretrained", args.pretrained)):
-        if value and not method.needs_pool_umap:
-            raise UserError(f"{flag}: --method {args.method} does not use the UMAP map of the pool (meal does)")
-    flags = [flag for flag in MODEL_FILE_FLAGS if getattr(args, flag) is not None]
-    if flags and not uses_model(args, method):
-        raise UserError(f"--{flags[0].replace('_', '-')} describes a --checkpoint model, which --method {args.method} "
-                        f"does not use here")
-    if method.needs == "scores" and not args.scores:
-        raise UserError(f"--method {args.method} ranks precomputed scores: give --scores FILE")
-    if method.needs == "pixels" and not args.checkpoint:
-        raise UserError(f"--method {args.method} scores the pool with a model: give --checkpoint")
-    if method.needs == "features" and not (args.checkpoint or args.features):
-        raise UserError(f"--method {args.method} needs image features: give --checkpoint or --features FILE")
-
-
-def uses_model(args, method):
-    return method.needs == "pixels" or (method.needs == "features" and not args.features)
-
-
-def load_model(args, method, dataset, context):
-    """The --checkpoint model into `context`, checked to offer what the method reads."""
-    loaded = ModelFile(args.checkpoint).load(args, dataset, context.device)
-    if method.needs_mc_dropout and not has_mc_dropout(loaded.model):
-        raise UserError(f"{args.checkpoint}: --method {args.method} samples dropout in the decoder, which only "
-                        f"models trained with train.py --mc-dropout have")
-    if method.needs_pool_umap and loaded.model_args is None:
-        raise UserError(f"{args.checkpoint}: --method {args.method} maps the pool with the ImageNet backbone of "
-                        f"one of our architectures, which a {loaded.kind} does not name; use meal-ft")
-    if method.needs_model_features and not args.features and loaded.kind == TORCHSCRIPT and not loaded.feature_map:
-        raise UserError(f"--method {args.method} reads features of the model: give --feature-layer, a submodule "
-                        f"of {args.checkpoint} that reads the image (e.g. backbone)")
-    context.model, context.preprocess, context.feature_map = loaded.model, loaded.preprocess, loaded.feature_map
-    return loaded
-
-
-def pool_umap(args, dataset, index, context, model_args):
-    """MEAL's map of the whole pool: from --umap-cache, or fitted now on the --pretrained backbone."""
-    pretrained = resolve_pretrained(args.pretrained, model_args["arch"]) if args.pretrained else None
-    key = pool_map_key(dataset, index.unit, model_args, args.seed, pretrained, context.slide_window)
-
-    def fit():
-        if not args.pretrained:
-            raise UserError(f"--method {args.method} fits its UMAP map on ImageNet backbone features of the whole "
-                            f"pool: give --pretrained (and --umap-cache to keep the map for later cycles)")
-        print(f"fitting the UMAP map of {len(dataset.ids)} images' {index.unit.describe()} items")
-        return fit_pool_umap(model_args, args.pretrained, context.batches(dataset.ids), context.layout, args.seed,
-                             context.device, context.amp, context.slide_window)
-
-    return cached_pool_umap(args.umap_cache, key, fit, context.device)
 
 
 def check_paths(args):
@@ -291,7 +234,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_paths(args)
     method = METHODS[args.method]
-    check_inputs(args, method)
+    check_flags(method, args)
 
     dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
     if args.pool:
@@ -310,20 +253,11 @@ def main(argv=None):
         raise UserError(f"--budget {args.budget}: {k} items asked but only {rules.capacity(candidates)} {left}")
 
     device = resolve_device(args.device)
-    context = SelectionContext(
-        dataset, candidates, index.labeled, index.unit, args.region_stride, rules, args.reduce,
-        device=device, amp=args.amp and device.type == "cuda", batch_size=args.batch_size, workers=args.workers,
-        slide_window=args.slide_window, mc_samples=args.mc_samples, informative=args.informative,
-    )
-    if uses_model(args, method):
-        loaded = load_model(args, method, dataset, context)
-        if method.needs_pool_umap:
-            context.pool_umap = pool_umap(args, dataset, index, context, loaded.model_args)
-    if args.features:
-        context.features = load_features(args.features, pool_items(dataset, index, candidates),
-                                         index.labeled + candidates)
-    if args.scores:
-        context.scores = load_scores(args.scores, pool_items(dataset, index, candidates), candidates)
+    reader = ItemReader(dataset, index.unit, device, args.region_stride, amp=args.amp and device.type == "cuda",
+                        batch_size=args.batch_size, workers=args.workers, slide_window=args.slide_window)
+    pool = Pool(reader, index.labeled, candidates, pool_items(dataset, index, candidates))
+    context = SelectionContext(reader, candidates, index.labeled, rules, reduce=args.reduce, mc_samples=args.mc_samples,
+                               informative=args.informative, **load_inputs(method, args, pool))
 
     selection = method.select(context, k, cycle_seed(args.seed, index.next_cycle))
     if len(selection.ids) < k:

@@ -41,14 +41,16 @@ from lib.engine import (
 from lib.errors import UserError, describe_error, run_cli
 from lib.fileio import sha256_of
 from lib.index import load_index
-from lib.models import ARCHS, build_model, first_non_finite, load_pretrained_backbone, pretrained_location
+from lib.models import ARCHS, build_model
 from lib.outputs import check_outputs
+from lib.pretrained import load_pretrained_backbone, pretrained_location
 from lib.progress import Progress, format_duration
 from lib.semisup.reco import ReCo
 from lib.semisup.s4gan import S4GAN
 from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
 from lib.semisup.unlabeled import UnlabeledCrops, images_with_unlabeled_pixels, unlabeled_batches
 from lib.sliding import DEFAULT_SLIDE_WINDOW
+from lib.state_dicts import first_non_finite
 from lib.units import items_by_image, labeled_fractions, require_fit
 
 SSL_MODES = ("none", "selftrain", "s4gan")

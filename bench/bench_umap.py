@@ -1,4 +1,4 @@
-"""Benchmark of lib.acquire.umap (UMAP on torch) against its targets, and against umap-learn.
+"""Benchmark of lib.umap (UMAP on torch) against its targets, and against umap-learn.
 
 Measures on 20-cluster Gaussian mixtures laid out like sklearn's make_blobs (centres
 uniform in [-10, 10]^d, cluster std 1.0, equal clusters, seeded numpy), float32:
@@ -43,7 +43,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
 from bench.trustworthiness import trustworthiness  # noqa: E402
-from lib.acquire.umap import UMAP, nearest_neighbors  # noqa: E402
+from lib.umap import UMAP  # noqa: E402
+from lib.umap.neighbors import nearest_neighbors  # noqa: E402
 
 TRUST_TARGET = 0.97
 TRUST_K = 10
@@ -63,7 +64,7 @@ OURS_FRESH = """
 import sys
 sys.path.insert(0, {root!r})
 import numpy as np
-from lib.acquire.umap import UMAP
+from lib.umap import UMAP
 UMAP(seed={seed}).fit(np.load({path!r}))
 """
 

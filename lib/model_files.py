@@ -10,7 +10,8 @@
   torchvision's segmentation models return). C must be the dataset's class count;
   logits coarser than the input are upsampled bilinearly. `--input-size` resizes the
   images the model sees, and the logits back. Features for coreset, kmeanspp and
-  meal-ft come from the submodule named by `--feature-layer`, averaged over each item.
+  meal-ft come from the submodule named by `--feature-layer`, averaged over each item:
+  it stands for every named feature map of our models (lib.models.FEATURE_MAPS).
   TorchScript modules accept no forward hooks, so the layer is called on the image
   itself: it must be one that reads the image, such as torchvision's `backbone`.
 
@@ -30,7 +31,7 @@ from lib.checkpoint import check_checkpoint, check_dataset, is_checkpoint, model
 from lib.cli import MAX_SIDE, positive_int, size_pair_up_to, three_floats, three_positive_floats
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.errors import UserError, describe_error
-from lib.models import ARCHS, OUTPUT_STRIDES, model_with_weights
+from lib.models import ARCHS, FEATURE_MAPS, OUTPUT_STRIDES, model_with_weights
 
 CHECKPOINT, STATE_DICT, TORCHSCRIPT = "checkpoint of this toolkit", "state dict", "TorchScript model"
 # The flags that describe a model file which does not describe itself, and the kinds they apply to.
@@ -62,11 +63,12 @@ def add_model_file_args(parser):
 
 @dataclass
 class LoadedModel:
-    model: nn.Module  # eval mode, on its device: model(images [B, 3, H, W]) -> logits [B, C, H, W]
+    # eval mode, on its device: model(images [B, 3, H, W]) -> logits [B, C, H, W], and the named feature maps of
+    # model.feature_maps: model.feature_map(name, images) -> [B, d, h, w]
+    model: nn.Module
     preprocess: dict  # {"mean", "std"}: the input normalisation it expects
     kind: str  # CHECKPOINT, STATE_DICT or TORCHSCRIPT
     model_args: dict | None = None  # our architectures: lib.models.build_model's arguments
-    feature_map: object = None  # TorchScript: (model, images) -> [B, d, h, w], for the feature methods
     trained_on: dict | None = None  # our checkpoints: their "index" entry
 
 
@@ -109,8 +111,7 @@ class ModelFile:
             return LoadedModel(model.to(device).eval(), preprocess, STATE_DICT, model_args)
         model = ScriptedSegmenter(load_torchscript(self.path), self.path, dataset.num_classes, args.input_size,
                                   args.feature_layer)
-        feature_map = scripted_features if args.feature_layer else None
-        return LoadedModel(model.to(device).eval(), preprocess, TORCHSCRIPT, feature_map=feature_map)
+        return LoadedModel(model.to(device).eval(), preprocess, TORCHSCRIPT)
 
 
 def is_torchscript(path):
@@ -150,6 +151,8 @@ class ScriptedSegmenter(nn.Module):
         self.num_classes = num_classes
         self.input_size = input_size
         self.feature_layer = feature_layer and submodule(scripted, feature_layer, path)
+        # The --feature-layer stands for every named feature map; without it the model has none.
+        self.feature_maps = tuple(FEATURE_MAPS) if feature_layer else ()
 
     def _resized(self, images):
         if self.input_size is None or tuple(images.shape[-2:]) == tuple(self.input_size):
@@ -183,7 +186,7 @@ class ScriptedSegmenter(nn.Module):
             output = F.interpolate(output, images.shape[-2:], mode="bilinear", align_corners=False)
         return output
 
-    def features(self, images):  # [B, 3, H, W] -> [B, d, h, w]
+    def feature_map(self, name, images):  # [B, 3, H, W] -> [B, d, h, w], the same for every name of feature_maps
         output = self._call(self.feature_layer, images, "--feature-layer")
         if isinstance(output, dict):  # torchvision backbones: {"out": ..., "aux": ...}
             output = output["out"] if "out" in output else list(output.values())[-1]
@@ -206,10 +209,6 @@ def check_logits(logits, path):
         raise UserError(f"{path}: the model returns empty maps {list(logits.shape)}")
     if not torch.isfinite(logits).all():
         raise UserError(f"{path}: the model returns NaN or infinite logits (on CUDA, try --no-amp)")
-
-
-def scripted_features(model, images):
-    return model.features(images)
 
 
 def submodule(module, dotted_name, path):

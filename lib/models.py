@@ -22,181 +22,39 @@ S4AL+'s contrastive head) on the decoder's last feature map, beside the classifi
 `forward_with_embeddings` returns its unit-norm embeddings for the contrastive loss
 of training; `forward`, `encode` and `decode` never run it, so inference ignores it.
 
+Acquisition reads feature maps by name, never the network's parts: `feature_map(name,
+images)` with a name of FEATURE_MAPS ("backbone": MEAL's, "aspp": coreset's).
+TorchScript models offer the same names through their --feature-layer
+(lib.model_files.ScriptedSegmenter).
+
 Models are built from a plain JSON-able dict (nanoGPT's `model_args`) that
 checkpoints carry, so `select.py` / `evaluate.py` rebuild a network from the file
 alone (`embed_dim` is optional: checkpoints from before the head lack it):
 
     model = build_model({"arch": "mobilenet_v2", "num_classes": 11, "output_stride": 16, "mc_dropout": False})
-    load_pretrained_backbone(model, "imagenet", "mobilenet_v2")   # never downloads
+    load_pretrained_backbone(model, "imagenet", "mobilenet_v2")   # lib.pretrained; never downloads
 
-Backbones never download weights (`weights=None` always); pretrained ImageNet
-weights come from a local torchvision state dict through `load_pretrained_backbone`.
+The backbones live in lib.backbones; pretrained ImageNet weights come from a local
+torchvision state dict through lib.pretrained.
 """
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.backbones import ARCHS, ASPP_CHANNELS, BACKBONES, conv_bn_relu
 from lib.errors import UserError
-
-# torchvision is imported inside the builders that need it: importing it costs about
-# 2.5 s per process (it pulls in torch._dynamo), and the `tiny` demo model and every
-# short select/evaluate call should not pay that.
+from lib.state_dicts import first_non_finite, is_state_dict, key_differences
 
 OUTPUT_STRIDES = (16, 8)
-ASPP_CHANNELS = 256  # DeepLabv3: 256 filters per ASPP branch and after the projection
 LOW_LEVEL_CHANNELS = 48  # DeepLabv3+ Sec. 4.1: 48 channels for the reduced low-level features
 MC_DROPOUT = 0.1  # "best practices" study: 3 dropout layers, p=0.1, decoder only
 REQUIRED_ARGS = ("arch", "num_classes", "output_stride", "mc_dropout")
 OPTIONAL_ARGS = {"embed_dim": 0}  # the default builds the model these keys did not exist for
-
-
-# ---------------------------------------------------------------------------------
-# Backbones. Each returns (low [B, C_low, H/4, W/4], high [B, C_high, H/os, W/os]) and
-# exposes `low_channels` / `high_channels`. Submodule names mirror the torchvision
-# classification model so its state dict loads without renaming keys.
-# ---------------------------------------------------------------------------------
-
-
-class ResNetBackbone(nn.Module):
-    """torchvision ResNet without avgpool/fc; low = layer1 (stride 4), high = layer4."""
-
-    def __init__(self, resnet):
-        super().__init__()
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-        self.low_channels = self.layer1[-1].conv3.out_channels  # 256 for Bottleneck ResNets
-        self.high_channels = self.layer4[-1].conv3.out_channels  # 2048
-        self.head_channels = ASPP_CHANNELS
-
-    def forward(self, x):  # x: [B, 3, H, W]
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [B, 64, H/4, W/4]
-        low = self.layer1(x)  # [B, 256, H/4, W/4]
-        high = self.layer4(self.layer3(self.layer2(low)))  # [B, 2048, H/os, W/os]
-        return low, high
-
-
-def _resnet(factory, output_stride):
-    # layer2/3/4 each halve the resolution (stride 8/16/32); dilating instead of
-    # striding keeps OS 16 ([F, F, T]) or OS 8 ([F, T, T]) with the same weights.
-    dilate = [False, False, True] if output_stride == 16 else [False, True, True]
-    return ResNetBackbone(factory(weights=None, replace_stride_with_dilation=dilate))
-
-
-def resnet50_backbone(output_stride):
-    from torchvision.models import resnet50
-
-    return _resnet(resnet50, output_stride)
-
-
-def resnet101_backbone(output_stride):
-    from torchvision.models import resnet101
-
-    return _resnet(resnet101, output_stride)
-
-
-class MobileNetV2Backbone(nn.Module):
-    """torchvision MobileNetV2 features[0..17]; low = features[3], high = features[17].
-
-    features[18] (the 1x1 conv to 1280 channels) only serves the classifier and is
-    dropped: ASPP sits on the 320-channel output of the last inverted residual, as in
-    the DeepLabv3+ MobileNetV2 models.
-    """
-
-    LOW_INDEX = 3  # features[0..3] end at stride 4 with 24 channels
-
-    def __init__(self, output_stride):
-        super().__init__()
-        from torchvision.models import mobilenet_v2
-
-        features = mobilenet_v2(weights=None).features
-        self.features = nn.Sequential(*features[:18])  # keeps the names features.0 .. features.17
-        _dilate_mobilenet(self.features, output_stride)
-        self.low_channels = self.features[self.LOW_INDEX].out_channels  # 24
-        self.high_channels = self.features[-1].out_channels  # 320
-        self.head_channels = ASPP_CHANNELS
-
-    def forward(self, x):  # x: [B, 3, H, W]
-        low = self.features[: self.LOW_INDEX + 1](x)  # [B, 24, H/4, W/4]
-        high = self.features[self.LOW_INDEX + 1 :](low)  # [B, 320, H/os, W/os]
-        return low, high
-
-
-def _dilate_mobilenet(features, output_stride):
-    """Turn the stride-2 depthwise convs past `output_stride` into stride 1 + dilation.
-
-    Same rule as torchvision's `replace_stride_with_dilation` for ResNets: the block
-    that loses its stride keeps the dilation it had, every 3x3 conv after it uses the
-    doubled dilation (padding = dilation keeps the spatial size). Only the 3x3 convs
-    (the depthwise ones and the stem, features[0]) have a spatial extent; 1x1 convs
-    need no change.
-    """
-    stride, dilation = 1, 1  # stride reached so far, dilation for the next 3x3 conv
-    for block in features:
-        for conv in block.modules():
-            if not (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3)):
-                continue
-            if conv.stride == (2, 2) and stride >= output_stride:
-                conv.stride = (1, 1)
-                conv.dilation = conv.padding = (dilation, dilation)
-                dilation *= 2
-                if hasattr(block, "stride"):  # InvertedResidual records its stride
-                    block.stride = 1
-            else:
-                stride *= conv.stride[0]
-                conv.dilation = conv.padding = (dilation, dilation)
-
-
-def mobilenet_v2_backbone(output_stride):
-    return MobileNetV2Backbone(output_stride)
-
-
-def _conv_bn_relu(in_ch, out_ch, stride=1, dilation=1):
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    )
-
-
-class TinyBackbone(nn.Module):
-    """Four plain 3x3 conv-BN-ReLU stages (~42k parameters) for CPU demos and tests.
-
-    Not a model to report numbers with: it has the same interface and strides as the
-    real backbones so every code path (ASPP rates, decoder fusion, OS 8/16) is
-    exercised in seconds.
-    """
-
-    def __init__(self, output_stride):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_bn_relu(3, 16, stride=2), _conv_bn_relu(16, 24, stride=2))  # stride 4
-        self.stage3 = _conv_bn_relu(24, 48, stride=2)  # stride 8
-        # At OS 8 the last stage keeps the resolution instead of halving it; its 3x3
-        # conv keeps dilation 1 like the first block of a dilated ResNet stage.
-        self.stage4 = _conv_bn_relu(48, 64, stride=2 if output_stride == 16 else 1)
-        self.low_channels, self.high_channels = 24, 64
-        # A 256-channel head at stride 4 would cost more than this whole backbone.
-        self.head_channels = 64
-
-    def forward(self, x):  # x: [B, 3, H, W]
-        low = self.stem(x)  # [B, 24, H/4, W/4]
-        high = self.stage4(self.stage3(low))  # [B, 64, H/os, W/os]
-        return low, high
-
-
-BACKBONES = {
-    "mobilenet_v2": mobilenet_v2_backbone,
-    "resnet50": resnet50_backbone,
-    "resnet101": resnet101_backbone,
-    "tiny": TinyBackbone,
+# The feature maps acquisition reads by name (DeepLabV3Plus.feature_map): (model, images [B, 3, H, W]) -> [B, d, h, w].
+FEATURE_MAPS = {
+    "backbone": lambda model, x: model.backbone(x)[1],  # the last stage [B, C_high, H/os, W/os]: MEAL
+    "aspp": lambda model, x: model.encode(x)[1],  # the ASPP output [B, head, H/os, W/os]: coreset, kmeanspp
 }
-ARCHS = sorted(BACKBONES)  # argparse choices
-
-
-# ---------------------------------------------------------------------------------
-# Head.
-# ---------------------------------------------------------------------------------
 
 
 class ASPP(nn.Module):
@@ -261,9 +119,9 @@ class Decoder(nn.Module):
         # `has_mc_dropout` can tell the two kinds of model apart.
         self.aspp_dropout = _dropout(dropout)
         self.fuse = nn.Sequential(
-            _conv_bn_relu(channels + LOW_LEVEL_CHANNELS, channels),
+            conv_bn_relu(channels + LOW_LEVEL_CHANNELS, channels),
             _dropout(dropout),
-            _conv_bn_relu(channels, channels),
+            conv_bn_relu(channels, channels),
             _dropout(dropout),
         )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
@@ -303,6 +161,8 @@ def representation_head(channels, embed_dim):
 
 
 class DeepLabV3Plus(nn.Module):
+    feature_maps = tuple(FEATURE_MAPS)  # the names feature_map() knows
+
     def __init__(self, arch, num_classes, output_stride=16, mc_dropout=False, embed_dim=0):
         super().__init__()
         self.model_args = {
@@ -349,6 +209,10 @@ class DeepLabV3Plus(nn.Module):
     def decode(self, low, aspp_out, out_size):
         """-> logits [B, num_classes, *out_size]; all dropout of the model happens here."""
         return _upsample(self.decoder(low, aspp_out), out_size)
+
+    def feature_map(self, name, x):
+        """The feature map `name` of FEATURE_MAPS for x [B, 3, H, W]: [B, d, H/os, W/os]."""
+        return FEATURE_MAPS[name](self, x)
 
     def forward(self, x):  # x: [B, 3, H, W]
         low, aspp_out = self.encode(x)
@@ -405,18 +269,17 @@ def model_with_weights(model_args, state, path, described):
         model = build_model(model_args)
     except UserError as err:  # model_args read from the file
         raise UserError(f"{path}: {err}") from None
-    own = model.state_dict()
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+    if not is_state_dict(state):
         raise UserError(f"{path}: not {described}: the weights are not a mapping of names to tensors")
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    own = model.state_dict()
+    differences = key_differences(own, state)
+    missing, unexpected = differences.missing, differences.unexpected
     if missing or unexpected:
         first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise UserError(f"{path}: not {described}: {len(missing)} keys missing, "
                         f"{len(unexpected)} unexpected (first {first})")
-    if mismatched:
-        key = mismatched[0]
+    if differences.mismatched:
+        key = differences.mismatched[0]
         raise UserError(f"{path}: not {described}: {key} is {list(state[key].shape)} "
                         f"in the file, {list(own[key].shape)} in the model")
     broken = first_non_finite(state)
@@ -426,85 +289,3 @@ def model_with_weights(model_args, state, path, described):
     return model
 
 
-def first_non_finite(state):
-    """The first key of a state dict whose floating-point tensor holds NaN or inf, or None."""
-    return next((key for key, tensor in state.items()
-                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
-
-
-# ---------------------------------------------------------------------------------
-# Pretrained backbone weights, local files only.
-# ---------------------------------------------------------------------------------
-
-# torchvision's file names for the ImageNet classification weights (V1 and V2), as
-# they land in `torch.hub.get_dir()/checkpoints/` after a download elsewhere.
-IMAGENET_FILES = {
-    "mobilenet_v2": ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"),
-    "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
-    "resnet101": ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth"),
-}
-# Keys of the classification model that the backbone drops on purpose.
-UNUSED_PREFIXES = {
-    "mobilenet_v2": ("classifier.", "features.18."),
-    "resnet50": ("fc.",),
-    "resnet101": ("fc.",),
-}
-
-
-def resolve_pretrained(spec, arch):
-    """`imagenet` -> the torchvision checkpoint in the torch hub cache; anything else is a path."""
-    if arch not in IMAGENET_FILES:
-        have = ", ".join(sorted(IMAGENET_FILES))
-        raise UserError(f"arch {arch!r} has no pretrained backbone weights; they exist for {have}")
-    if spec != "imagenet":
-        return Path(spec)
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in IMAGENET_FILES[arch]:
-        if (folder / name).is_file():
-            return folder / name
-    looked = " or ".join(str(folder / name) for name in IMAGENET_FILES[arch])
-    raise UserError(
-        f"pretrained 'imagenet': no {arch} weights at {looked}; this toolkit never downloads: "
-        f"copy a torchvision {arch} state dict there or pass its path"
-    )
-
-
-def pretrained_location(spec):
-    """What `--pretrained` reads, for the output checks: its file, or for 'imagenet' the hub cache's folder."""
-    return Path(torch.hub.get_dir()) / "checkpoints" if spec == "imagenet" else spec
-
-
-def load_pretrained_backbone(model, spec, arch):
-    """Load a torchvision classification state dict (file path or `imagenet`) into model.backbone.
-
-    Every backbone key must be present with the right shape; only the classifier's
-    keys may be left over. Returns the path that was loaded.
-    """
-    path = resolve_pretrained(spec, arch)
-    if not path.is_file():
-        raise UserError(f"pretrained weights {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    # The unpickler raises many exception types on foreign bytes (KeyError on a text
-    # file, UnpicklingError on a pickled module...); all mean "not a weights file".
-    except Exception as err:
-        raise UserError(f"pretrained weights {path}: not a torch weights file ({type(err).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
-        raise UserError(f"pretrained weights {path}: not a state dict (a mapping of parameter names to tensors)")
-
-    own = model.backbone.state_dict()
-    # Older files lack BatchNorm's num_batches_tracked, a step counter that no
-    # forward pass reads (momentum is fixed), so it is not required.
-    required = [k for k in own if not k.endswith("num_batches_tracked")]
-    missing = [k for k in required if k not in state]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
-    unexpected = [k for k in state if k not in own and not k.startswith(UNUSED_PREFIXES[arch])]
-    if missing or mismatched or unexpected:
-        raise UserError(
-            f"pretrained weights {path}: not a torchvision {arch} state dict: "
-            f"{len(missing)} of {len(required)} backbone keys missing, {len(mismatched)} with the wrong shape, "
-            f"{len(unexpected)} unexpected"
-            + (f" (first missing: {missing[0]})" if missing else "")
-        )
-    model.backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    return path

@@ -13,14 +13,16 @@ import torch
 import torchvision
 from torch import nn
 
+from lib.backbones import BACKBONES
 from lib.checkpoint import model_from_checkpoint
 from lib.errors import UserError
-from lib.models import ARCHS, BACKBONES, IMAGENET_FILES, build_model, has_mc_dropout, load_pretrained_backbone
+from lib.models import ARCHS, build_model, has_mc_dropout
+from lib.pretrained import IMAGENET_FILES, load_pretrained_backbone
 
 NUM_CLASSES = 5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(arch, output_stride):
     # Building resnet101 costs ~1 s; the shape tests share one instance per setting.
     torch.manual_seed(0)
@@ -71,6 +73,20 @@ def test_output_shapes_odd_input(arch, output_stride):
 
 
 @pytest.mark.parametrize("arch", ["tiny", "mobilenet_v2"])
+def test_named_feature_maps(arch):
+    """What acquisition reads by name: the backbone's last stage (MEAL) and the ASPP output (coreset)."""
+    model = _model(arch, 16)
+    x = torch.randn(2, 3, 65, 97)
+    with torch.no_grad():
+        backbone, aspp = model.feature_map("backbone", x), model.feature_map("aspp", x)
+        torch.testing.assert_close(aspp, model.encode(x)[1])
+        torch.testing.assert_close(model.aspp(backbone), aspp)  # the ASPP reads the backbone's map
+    assert set(model.feature_maps) == {"backbone", "aspp"}
+    assert backbone.shape == (2, model.backbone.high_channels, 5, 7)  # stride 16, rounded up
+    assert aspp.shape == (2, model.backbone.head_channels, 5, 7)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "mobilenet_v2"])
 def test_encode_decode_equals_forward(arch):
     model = _model(arch, 16)
     x = torch.randn(2, 3, 65, 97)
@@ -106,11 +122,28 @@ def test_mc_dropout_only_in_decoder():
 
 
 def test_train_step_with_batch_of_one():
-    # The image-pooling branch has no BatchNorm, so a one-image batch trains.
-    model = build_model({"arch": "tiny", "num_classes": NUM_CLASSES, "output_stride": 8, "mc_dropout": False}).train()
-    logits = model(torch.randn(1, 3, 33, 47))
-    nn.functional.cross_entropy(logits, torch.randint(NUM_CLASSES, (1, 33, 47))).backward()
-    assert model.backbone.stem[0][0].weight.grad is not None
+    """The image-pooling branch has no BatchNorm, so a one-image batch trains, and the gradient that reaches the
+    first layer is the loss's slope there: a step of h along it changes the loss by h |grad|."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny", "num_classes": NUM_CLASSES, "output_stride": 8, "mc_dropout": False})
+    model = model.double().train()  # float64: a central difference measures the slope to ~1e-8
+    images = torch.randn(1, 3, 33, 47, dtype=torch.float64)
+    target = torch.randint(NUM_CLASSES, (1, 33, 47))
+
+    def loss():
+        return nn.functional.cross_entropy(model(images), target)
+
+    loss().backward()
+    weight = model.backbone.stem[0][0].weight  # the first layer: the gradient went through the whole network
+    gradient = weight.grad.clone()
+    direction, h = gradient / gradient.norm(), 1e-5
+    with torch.no_grad():
+        weight += h * direction
+        up = loss()
+        weight -= 2 * h * direction
+        down = loss()
+    assert gradient.norm() > 0
+    assert ((up - down) / (2 * h)).item() == pytest.approx(gradient.norm().item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("extra", [{}, {"embed_dim": 16}], ids=["plain", "with head"])

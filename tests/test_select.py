@@ -1,9 +1,13 @@
 """select.py through its command line: every method, precomputed inputs, pre-filters, bad input."""
+import functools
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from conftest import fail, import_script
 from lib.acquire import METHODS
@@ -11,6 +15,7 @@ from lib.data import open_dataset
 from lib.index import LabeledIndex, Unit, save_index
 
 train, select = import_script("train.py"), import_script("select.py")
+CLASSES = 8  # the synthetic pool's
 
 
 def read(path):
@@ -33,14 +38,14 @@ def cycle0(synthetic_pool, tmp_path_factory):
 
 def select_argv(pool, cycle0, method, out, *extra):
     checkpoint = cycle0 / ("dropout.pt" if method == "bald" else "model.pt")
-    inputs = [] if METHODS[method].needs == "scores" else ["--checkpoint", str(checkpoint)]
+    inputs = [] if "scores" in METHODS[method].inputs else ["--checkpoint", str(checkpoint)]
     return ["--dataset", "synthetic", "--data-root", str(pool), "--index", str(cycle0 / "index.json"),
             "--method", method, "--budget", "3", "--seed", "5", "--out", str(out), "--workers", "0",
             "--device", "cpu", "--mc-samples", "3", *inputs, *extra]
 
 
 # meal fits its map of the pool on pretrained weights, which the tiny test model has none of: tests/test_meal.py.
-@pytest.mark.parametrize("method", [name for name, m in METHODS.items() if m.needs != "scores" and not m.needs_pool_umap])
+@pytest.mark.parametrize("method", [name for name, m in METHODS.items() if not {"scores", "pool_map"} & set(m.inputs)])
 def test_every_method_through_the_command_line(synthetic_pool, cycle0, tmp_path, method):
     for name in ("first.json", "again.json"):
         select.main(select_argv(synthetic_pool, cycle0, method, tmp_path / name))
@@ -49,6 +54,61 @@ def test_every_method_through_the_command_line(synthetic_pool, cycle0, tmp_path,
     assert len(added) == 3 and len(index["labeled"]) == 7 and len(set(index["labeled"])) == 7
     assert index["history"][-1]["method"] == method
     assert (tmp_path / "first.json").read_bytes() == (tmp_path / "again.json").read_bytes()
+
+
+class Darkness(nn.Module):
+    """Sure of class 0 on bright pixels, unsure on dark ones: its logit is 10 x the pixel's brightness, the other
+    classes' 0. Pixel entropy falls with brightness, so entropy's answer is known from the images alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.others = CLASSES - 1  # TorchScript reads module attributes, not globals
+
+    def forward(self, x):  # [B, 3, H, W] in [0, 1] with --mean 0,0,0 --std 1,1,1
+        brightness = x.mean(dim=1, keepdim=True)  # [B, 1, H, W]
+        return torch.cat([10 * brightness, torch.zeros_like(brightness).expand(-1, self.others, -1, -1)], dim=1)
+
+
+@pytest.fixture(scope="module")
+def darkness(tmp_path_factory):
+    """Darkness as a TorchScript file, and the flags that read it: [--checkpoint FILE --mean ... --std ...]."""
+    path = tmp_path_factory.mktemp("darkness") / "darkness.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        torch.jit.script(Darkness()).save(str(path))
+    return ["--checkpoint", str(path), "--mean", "0,0,0", "--std", "1,1,1"]
+
+
+def darkness_entropy(pool):
+    """{image id: mean pixel entropy under Darkness} in float64 numpy, from the image files."""
+    dataset = open_dataset("synthetic", pool, "train")
+    entropy = {}
+    for image_id in dataset.ids:
+        logit = 10 * dataset.load_image(image_id).astype(np.float64).mean(axis=2) / 255  # [H, W]
+        total = np.exp(logit) + CLASSES - 1
+        sure, unsure = np.exp(logit) / total, 1 / total
+        entropy[image_id] = float(np.mean(-sure * np.log(sure) - (CLASSES - 1) * unsure * np.log(unsure)))
+    return entropy
+
+
+def are_the_most_uncertain(chosen, entropy, candidates):
+    """No candidate left out is more uncertain than one chosen (up to float32 rounding: frames may be near-twins)."""
+    left_out = set(candidates) - set(chosen)
+    return min(entropy[i] for i in chosen) >= max(entropy[i] for i in left_out) - 1e-5
+
+
+def test_entropy_selects_the_most_uncertain_images(synthetic_pool, cycle0, darkness, tmp_path):
+    entropy = darkness_entropy(synthetic_pool)
+    unlabeled = [i for i in entropy if i not in read(cycle0 / "index.json")["labeled"]]
+    select.main(select_argv(synthetic_pool, cycle0, "entropy", tmp_path / "entropy.json", *darkness,
+                            "--scores-out", str(tmp_path / "scores.json")))
+    select.main(select_argv(synthetic_pool, cycle0, "random", tmp_path / "random.json"))
+    chosen = read(tmp_path / "entropy.json")["history"][-1]["added"]
+    assert len(chosen) == 3 and are_the_most_uncertain(chosen, entropy, unlabeled)
+    assert not are_the_most_uncertain(read(tmp_path / "random.json")["history"][-1]["added"], entropy, unlabeled)
+    scores = read(tmp_path / "scores.json")["scores"]
+    assert scores.keys() == set(unlabeled)
+    assert all(scores[i] == pytest.approx(entropy[i], rel=1e-4) for i in unlabeled)
 
 
 def write_features(path, ids, rows):
@@ -86,51 +146,58 @@ def test_topk_on_an_npz(synthetic_pool, cycle0, tmp_path):
     assert read(tmp_path / "next.json")["history"][-1]["added"] == ids[::-1][:3]
 
 
-def test_prefilter_keeps_every_nth_frame(synthetic_pool, cycle0, tmp_path):
-    """The pool has sequences of 2 frames: uniform@2 leaves only first frames (_f00)."""
-    select.main(select_argv(synthetic_pool, cycle0, "entropy", tmp_path / "next.json", "--prefilter", "uniform@2"))
+def test_prefilter_keeps_every_nth_frame(synthetic_pool, cycle0, darkness, tmp_path):
+    """The pool has sequences of 2 frames: uniform@2 leaves only first frames (_f00), and entropy ranks those."""
+    select.main(select_argv(synthetic_pool, cycle0, "entropy", tmp_path / "next.json", *darkness,
+                            "--prefilter", "uniform@2"))
     cycle = read(tmp_path / "next.json")["history"][-1]
-    assert len(cycle["added"]) == 3 and all(i.endswith("_f00") for i in cycle["added"])
+    entropy = darkness_entropy(synthetic_pool)
+    first_frames = [i for i in entropy if i.endswith("_f00") and i not in read(cycle0 / "index.json")["labeled"]]
+    assert len(cycle["added"]) == 3 and set(cycle["added"]) <= set(first_frames)
+    assert are_the_most_uncertain(cycle["added"], entropy, first_frames)
     assert cycle["method"] == "entropy" and cycle["prefilter"] == "uniform@2"
 
 
-def test_bad_select_input(synthetic_pool, cycle0, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def bad_files(synthetic_pool, tmp_path_factory):
+    """Broken --features and --scores files for the pool."""
+    folder = tmp_path_factory.mktemp("bad_files")
     ids = open_dataset("synthetic", synthetic_pool, "train").ids
-    out = tmp_path / "next.json"
     rows = np.zeros((len(ids), 2))
     rows[7, 0] = np.nan
-    write_features(tmp_path / "nan.npz", ids, rows)
-    write_features(tmp_path / "short.npz", ids[:-1], np.zeros((len(ids) - 1, 2)))
-    write_features(tmp_path / "stranger.npz", [*ids, "ghost"], np.zeros((len(ids) + 1, 2)))
-    (tmp_path / "scores.json").write_text(json.dumps({"scores": {i: "high" for i in ids}}))
-    cases = [
-        (select_argv(synthetic_pool, cycle0, "bald", out, "--checkpoint", str(cycle0 / "model.pt")),
-         "model.pt: --method bald samples dropout in the decoder, which only models trained with train.py --mc-dropout have"),
-        (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "nan.npz")),
-         f"nan.npz: features of id {ids[7]!r} is NaN or infinite"),
-        (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "short.npz")),
-         f"short.npz: no row for pool item {ids[-1]!r}"),
-        (select_argv(synthetic_pool, cycle0, "kmeanspp", out, "--features", str(tmp_path / "stranger.npz")),
-         "stranger.npz: id 'ghost' is not in the pool"),
-        (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "missing.npz")),
-         "missing.npz: file not found"),
-        (select_argv(synthetic_pool, cycle0, "coreset", out, "--features", str(tmp_path / "scores.json")),
-         "scores.json: not a readable .npz"),
-        (select_argv(synthetic_pool, cycle0, "topk", out, "--scores", str(tmp_path / "scores.json")),
-         f"scores.json: score of id {ids[0]!r} is not a number"),
-        (select_argv(synthetic_pool, cycle0, "topk", out), "--method topk ranks precomputed scores: give --scores"),
-        (select_argv(synthetic_pool, cycle0, "entropy", out, "--features", str(tmp_path / "nan.npz")),
-         "--features: --method entropy does not use features"),
-        (select_argv(synthetic_pool, cycle0, "entropy", out, "--scores", str(tmp_path / "scores.json")),
-         "--scores: --method entropy does not rank precomputed scores"),
-        (select_argv(synthetic_pool, cycle0, "entropy", out, "--prefilter", "uniform@2", "--budget", "5"),
-         "5 items asked but only 4 unlabeled items pass --prefilter"),
-        (select_argv(synthetic_pool, cycle0, "entropy", out, "--prefilter", "every@2"), "--prefilter: expected uniform@N"),
-        (select_argv(synthetic_pool, cycle0, "entropy", out, "--prefilter", "uniform@0"), "--prefilter: expected uniform@N"),
-    ]
-    for argv, message in cases:
-        assert message in fail(select, argv, capsys)
-        assert not out.exists()
+    write_features(folder / "nan.npz", ids, rows)
+    write_features(folder / "short.npz", ids[:-1], np.zeros((len(ids) - 1, 2)))
+    write_features(folder / "stranger.npz", [*ids, "ghost"], np.zeros((len(ids) + 1, 2)))
+    (folder / "scores.json").write_text(json.dumps({"scores": {i: "high" for i in ids}}))
+    return folder
+
+
+# {files}: bad_files; {cycle0}: the cycle0 folder; {id0}, {id7}, {id_last}: ids of the pool.
+@pytest.mark.parametrize(("method", "extra", "message"), [
+    ("bald", ["--checkpoint", "{cycle0}/model.pt"],
+     "model.pt: --method bald samples dropout in the decoder, which only models trained with train.py --mc-dropout have"),
+    ("coreset", ["--features", "{files}/nan.npz"], "nan.npz: features of id {id7!r} is NaN or infinite"),
+    ("coreset", ["--features", "{files}/short.npz"], "short.npz: no row for pool item {id_last!r}"),
+    ("kmeanspp", ["--features", "{files}/stranger.npz"], "stranger.npz: id 'ghost' is not in the pool"),
+    ("coreset", ["--features", "{files}/missing.npz"], "missing.npz: file not found"),
+    ("coreset", ["--features", "{files}/scores.json"], "scores.json: not a readable .npz"),
+    ("topk", ["--scores", "{files}/scores.json"], "scores.json: score of id {id0!r} is not a number"),
+    ("topk", [], "--method topk ranks precomputed scores: give --scores"),
+    ("entropy", ["--features", "{files}/nan.npz"], "--features: --method entropy does not use features"),
+    ("entropy", ["--scores", "{files}/scores.json"], "--scores: --method entropy does not rank precomputed scores"),
+    ("entropy", ["--prefilter", "uniform@2", "--budget", "5"],
+     "5 items asked but only 4 unlabeled items pass --prefilter"),
+    ("entropy", ["--prefilter", "every@2"], "--prefilter: expected uniform@N"),
+    ("entropy", ["--prefilter", "uniform@0"], "--prefilter: expected uniform@N"),
+], ids=["bald-without-dropout", "nan-features", "short-features", "stranger-in-features", "missing-features",
+        "json-features", "text-scores", "topk-without-scores", "features-unused", "scores-unused",
+        "budget-over-prefilter", "unknown-prefilter", "prefilter-zero"])
+def test_bad_select_input(synthetic_pool, cycle0, bad_files, tmp_path, capsys, method, extra, message):
+    ids = open_dataset("synthetic", synthetic_pool, "train").ids
+    fill = functools.partial(str.format, files=bad_files, cycle0=cycle0, id0=ids[0], id7=ids[7], id_last=ids[-1])
+    out = tmp_path / "next.json"
+    assert fill(message) in fail(select, select_argv(synthetic_pool, cycle0, method, out, *map(fill, extra)), capsys)
+    assert not out.exists()
 
 
 def test_uniform_needs_frames(synthetic_pool, cycle0, tmp_path, capsys):

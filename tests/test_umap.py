@@ -1,15 +1,16 @@
-"""lib.acquire.umap (our UMAP on torch) and bench.trustworthiness, on a few hundred points."""
+"""lib.umap (our UMAP on torch) and bench.trustworthiness, on a few hundred points."""
 import io
 
 import numpy as np
 import pytest
 import torch
 
-import lib.acquire.umap as umap_module
+import lib.umap.neighbors as neighbors_module
 from bench.trustworthiness import trustworthiness
-from lib.acquire.umap import (
-    UMAP, component_labels, find_ab_params, fuzzy_simplicial_set, fuzzy_union, nearest_neighbors, spectral_layout,
-)
+from lib.umap import UMAP
+from lib.umap.fuzzy_graph import find_ab_params, fuzzy_simplicial_set, fuzzy_union
+from lib.umap.neighbors import nearest_neighbors
+from lib.umap.spectral import component_labels, spectral_layout
 
 
 def blobs(sizes, dim, spread, seed):
@@ -200,7 +201,7 @@ def test_spectral_layout_orders_points_along_a_curve():
 
 @pytest.mark.parametrize("chunk_elements", [1 << 23, 5000])  # one chunk; many, of both searches
 def test_nearest_neighbors_is_exact(monkeypatch, chunk_elements):
-    monkeypatch.setattr(umap_module, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(neighbors_module, "CHUNK_ELEMENTS", chunk_elements)
     generator = torch.Generator().manual_seed(5)
     points = torch.randn(700, 12, generator=generator)
     points[1] = points[0]  # a duplicate: both at distance 0 from each

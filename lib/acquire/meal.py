@@ -4,46 +4,64 @@ Sreenivasaiah, Otterbach & Wollmann, "MEAL: Manifold Embedding-based Active Lear
 ICCV Workshops 2021. Every cycle:
 
 1. the `informative` candidates of highest entropy (reduced over each patch);
-2. their features: the backbone's last stage averaged over the patch;
+2. their features: the model's "backbone" feature map (its last stage) averaged over the patch;
 3. projected to 2-D by a UMAP map;
 4. K-Means++ seeding on the 2-D points: the k seeds are the selection.
 
 `meal` projects with one map per experiment, fitted on the features of every patch
 of the pool under the ImageNet-pretrained backbone (the paper's step 0), so the
-global shape of the pool shapes every cycle; select.py fits it on the first cycle
-and keeps it in a cache file. `meal-ft` fits a map on the informative patches
-alone, every cycle (the paper's ablation between MEAL and entropy).
+global shape of the pool shapes every cycle: the first cycle fits it and keeps it in
+a cache file, the later ones read it (load_pool_map). `meal-ft` fits a map on the
+informative patches alone, every cycle (the paper's ablation between MEAL and entropy).
 """
 import hashlib
 
 import torch
 
-from lib.acquire.scores import embed_items
-from lib.acquire.umap import UMAP
 from lib.errors import UserError, describe_error
 from lib.fileio import atomic_write, sha256_of
-from lib.models import build_model, load_pretrained_backbone
+from lib.models import build_model
+from lib.pretrained import load_pretrained_backbone, resolve_pretrained
 from lib.sliding import DEFAULT_SLIDE_WINDOW
+from lib.umap import UMAP
 
-
-def backbone_features(model, images):
-    """MEAL's feature map: the backbone's last stage [B, C_high, H/os, W/os] (320 channels for MobileNetV2)."""
-    return model.backbone(images)[1]
+FEATURE_MAP = "backbone"  # lib.models.FEATURE_MAPS: the last stage, 320 channels for MobileNetV2
 
 
 def project_on_pool_map(context, item_ids, seed):
     """meal: the items' features placed on the experiment's map (step 0) -> [N, 2]."""
-    features = context.item_features(context.feature_map or backbone_features, item_ids)  # [N, d]
-    return context.pool_umap.transform(features)
+    features = context.item_features(FEATURE_MAP, item_ids)  # [N, d]
+    return context.pool_map.transform(features)
 
 
 def project_on_own_map(context, item_ids, seed):
     """meal-ft: a map fitted on the items' features alone -> [N, 2]."""
-    features = context.item_features(context.feature_map or backbone_features, item_ids)  # [N, d]
-    return UMAP(seed=seed, device=context.device).fit(features)
+    features = context.item_features(FEATURE_MAP, item_ids)  # [N, d]
+    return UMAP(seed=seed, device=context.reader.device).fit(features)
 
 
-def pool_map_key(dataset, unit, model_args, seed, pretrained_path, window=DEFAULT_SLIDE_WINDOW):
+def load_pool_map(cache, pretrained, seed, model_args, preprocess, reader, method):
+    """Step 0, MEAL's map of the whole pool: from the `cache` file (--umap-cache) when it holds one fitted for the
+    same key, else fitted now on the `pretrained` backbone (--pretrained) and kept there.
+
+    `model_args` name the architecture of the model that selects; `preprocess` its input
+    normalisation; `reader` (lib.acquire.context.ItemReader) runs the pool's images;
+    `method` (the --method name) words the error when nothing can give the map.
+    """
+    pretrained_path = resolve_pretrained(pretrained, model_args["arch"]) if pretrained else None
+    key = pool_map_key(reader.dataset, reader.unit, model_args, seed, pretrained_path, reader.slide_window)
+
+    def fit():
+        if not pretrained:
+            raise UserError(f"--method {method} fits its UMAP map on ImageNet backbone features of the whole "
+                            f"pool: give --pretrained (and --umap-cache to keep the map for later cycles)")
+        print(f"fitting the UMAP map of {len(reader.dataset.ids)} images' {reader.unit.describe()} items")
+        return fit_pool_map(model_args, pretrained, preprocess, reader, seed)
+
+    return cached_pool_map(cache, key, fit, reader.device)
+
+
+def pool_map_key(dataset, unit, model_args, seed, pretrained_path, window):
     """What a map of the pool depends on: a stored map is reused only for the same key.
 
     Without `pretrained_path` (later cycles need no weights) the backbone is not checked.
@@ -62,21 +80,18 @@ def pool_map_key(dataset, unit, model_args, seed, pretrained_path, window=DEFAUL
     return key
 
 
-def fit_pool_umap(model_args, pretrained, batches, layout, seed, device, amp, window=DEFAULT_SLIDE_WINDOW):
-    """MEAL's step 0: a UMAP map of the backbone features of every item in `batches`, under ImageNet weights.
-
-    Images larger than `window` (height, width) are embedded window by window (lib.sliding).
-    """
+def fit_pool_map(model_args, pretrained, preprocess, reader, seed):
+    """A UMAP map of the backbone features of every item of the pool, under the `pretrained` ImageNet weights."""
     model = build_model({**model_args, "mc_dropout": False})
     load_pretrained_backbone(model, pretrained, model_args["arch"])
-    _, features = embed_items(model.to(device), backbone_features, batches, layout, device, amp,
-                              window)  # [N_items, C_high]
-    pool_umap = UMAP(seed=seed, device=device)
-    pool_umap.fit(features)
-    return pool_umap
+    _, features = reader.embed_images(model.to(reader.device), preprocess, FEATURE_MAP,
+                                      reader.dataset.ids)  # [N_items, C_high]
+    pool_map = UMAP(seed=seed, device=reader.device)
+    pool_map.fit(features)
+    return pool_map
 
 
-def cached_pool_umap(path, key, fit, device):
+def cached_pool_map(path, key, fit, device):
     """The map stored at `path` when it was fitted for `key`; otherwise `fit()`, stored there.
 
     `key` says what the map was fitted on (pool, unit, backbone, seed). A stored map
@@ -89,10 +104,10 @@ def cached_pool_umap(path, key, fit, device):
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        pool_umap = fit()
+        pool_map = fit()
         with atomic_write(path) as handle:
-            torch.save({"key": key, "umap": pool_umap.state_dict()}, handle)
-        return pool_umap
+            torch.save({"key": key, "umap": pool_map.state_dict()}, handle)
+        return pool_map
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise UserError(f"{path}: not a UMAP cache ({err.__class__.__name__}); delete it to fit again") from None
     if not (isinstance(stored, dict) and isinstance(stored.get("key"), dict) and isinstance(stored.get("umap"), dict)):

@@ -82,11 +82,6 @@ def dropout_active(model):
             m.eval()
 
 
-def aspp_features(model, images):
-    """Coreset's feature map: the ASPP output [B, 256, H/os, W/os]."""
-    return model.encode(images)[1]
-
-
 def _per_item(maps, boxes, reduce):
     """[B, (C,) H, W] maps -> [B, len(boxes), ...]: `reduce` over the pixels of every box."""
     return torch.stack([reduce(maps[..., box.top:box.bottom, box.left:box.right]) for box in boxes], dim=1)
