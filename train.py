@@ -20,22 +20,38 @@ uninterrupted run. The finished model is written to --out and the resume file is
 removed, so "--out exists" means "training is done".
 """
 import argparse
+import contextlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lib import seeding
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.cli import (
-    MAX_SIDE, add_cache_dir_flag, float_in, non_negative_float, non_negative_int, positive_float, positive_int,
-    script_parser, seed, size_pair_up_to,
+    MAX_SIDE,
+    add_cache_dir_flag,
+    float_in,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    script_parser,
+    seed,
+    size_pair_up_to,
 )
 from lib.data import DATASETS, open_dataset
 from lib.data.pool import restrict_to_pool
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
-    LR_SCHEDULES, LabeledCrops, epoch_loader, expected_total_steps, resolve_device, steps_per_epoch,
+    LR_SCHEDULES,
+    LabeledCrops,
+    epoch_loader,
+    expected_total_steps,
+    resolve_device,
+    steps_per_epoch,
     train_one_epoch,
 )
 from lib.errors import UserError, describe_error, run_cli
@@ -45,36 +61,18 @@ from lib.models import ARCHS, build_model
 from lib.outputs import check_outputs
 from lib.pretrained import load_pretrained_backbone, pretrained_location
 from lib.progress import Progress, format_duration
-from lib.semisup.reco import ReCo
-from lib.semisup.s4gan import S4GAN
-from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
-from lib.semisup.unlabeled import UnlabeledCrops, images_with_unlabeled_pixels, unlabeled_batches
-from lib.sliding import DEFAULT_SLIDE_WINDOW
+from lib.semisup.contrastive import (
+    add_contrastive_flags,
+    check_contrastive_flags,
+    contrastive_head,
+    contrastive_model_args,
+)
+from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
+from lib.semisup.selftrain_mode import pseudo_folder  # noqa: F401  (train.pseudo_folder, as other code reads it)
+from lib.semisup.unlabeled import TrainingImages
 from lib.state_dicts import first_non_finite
 from lib.units import items_by_image, labeled_fractions, require_fit
 
-SSL_MODES = ("none", "selftrain", "s4gan")
-CONTRASTIVE_MODES = ("none", "reco")
-# The flags of one mode: name -> (type, default, help). They parse to None, so that one given without its mode
-# is caught, and take the default afterwards (fill_mode_flags).
-S4GAN_FLAGS = {  # Mittal et al.'s defaults
-    "disc_lr": (positive_float, 1e-4, "Adam learning rate of the discriminator, on --lr-schedule like the model's "
-                             "(the AL study: 2.5e-5 on Cityscapes and A2D2)"),
-    "lambda_fm": (non_negative_float, 0.1, "weight of the feature-matching loss"),
-    "lambda_st": (non_negative_float, 1.0, "weight of the self-training loss"),
-    "disc_threshold": (float_in(0, 1, open_high=True), 0.2,
-                       "an unlabeled crop is trained on its own argmax when the discriminator scores its prediction "
-                       "above this (TPAMI paper; the AL study's code: 0.6)"),
-}
-RECO_FLAGS = {  # Liu et al.'s defaults
-    "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
-    "reco_weight": (positive_float, 1.0, "weight of the loss beside the cross-entropy"),
-    "reco_temperature": (positive_float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
-    "reco_queries": (positive_int, 256, "hard pixels per class and step that are pulled to their class mean"),
-    "reco_negatives": (positive_int, 512, "pixels of other classes each query is pushed from"),
-    "reco_strong_threshold": (float_in(0, 1, open_low=True), 0.97,
-                              "a pixel is a query while its label's probability is below this"),
-}
 # Flags that do not change the result: a resumed run may differ in them.
 RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
 
@@ -95,9 +93,11 @@ def get_args_parser():
     model.add_argument("--mc-dropout", action="store_true",
                        help="three dropout layers (p=0.1) in the decoder, for --method bald in select.py")
     model.add_argument("--pretrained", default=None,
-                       help="ImageNet backbone weights: a torchvision state-dict file, or 'imagenet' for the torch hub cache")
+                       help="ImageNet backbone weights: a torchvision state-dict file, or 'imagenet' for the torch "
+                            "hub cache")
     model.add_argument("--freeze-backbone", action="store_true",
-                       help="train ASPP and decoder only, the backbone keeps its weights and BatchNorm statistics (MEAL)")
+                       help="train ASPP and decoder only, the backbone keeps its weights and BatchNorm statistics "
+                            "(MEAL)")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=50, help="passes over the labeled images")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
@@ -111,27 +111,8 @@ def get_args_parser():
                        help="poly: lr * (1 - step/total)^0.9 (DeepLab); constant: no schedule (MEAL)")
     optim.add_argument("--momentum", type=float_in(0, 1, open_high=True), default=0.9, help="SGD momentum")
     optim.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="L2 weight decay")
-    ssl = parser.add_argument_group("semi-supervised training")
-    ssl.add_argument("--ssl", default="none", choices=SSL_MODES,
-                     help="selftrain: also train on the teacher's confident labels of the unlabeled pixels (S4AL+), "
-                          "with dropout in the decoder as the student's noise; s4gan: a discriminator of predicted "
-                          "vs true label maps, feature matching and self-training on the predictions it accepts "
-                          "(the AL study's SSL)")
-    ssl.add_argument("--teacher", default=None,
-                     help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass the "
-                          "previous cycle's model); without it the run is supervised only")
-    ssl.add_argument("--pseudo-threshold", type=float_in(0, 1, open_low=True), default=0.7,
-                     help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
-    ssl.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
-                     help="crops of unlabeled pixels added to every step's labeled batch")
-    ssl.add_argument("--pseudo-dir", default=None,
-                     help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
-    add_mode_flags(ssl, "s4gan", S4GAN_FLAGS)
-    contrastive = parser.add_argument_group("contrastive learning")
-    contrastive.add_argument("--contrastive", default="none", choices=CONTRASTIVE_MODES,
-                             help="reco: a representation head trained with ReCo's regional contrastive loss beside "
-                                  "the cross-entropy (S4AL+), on every pixel with a true or pseudo label")
-    add_mode_flags(contrastive, "reco", RECO_FLAGS)
+    add_ssl_flags(parser.add_argument_group("semi-supervised training"))
+    add_contrastive_flags(parser.add_argument_group("contrastive learning"))
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
@@ -146,55 +127,27 @@ def get_args_parser():
     return parser
 
 
-def add_mode_flags(group, mode, flags):
-    for name, (kind, default, text) in flags.items():
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                           help=f"{mode}: {text} (default: {default})")
-
-
-def fill_mode_flags(args, flags, mode_flag, mode):
-    """Refuse the `flags` of a mode that is off; when it is on, fill in their defaults (recorded in the checkpoint)."""
-    on = getattr(args, mode_flag) == mode
-    for name, (_, default, _) in flags.items():
-        if getattr(args, name) is None:
-            setattr(args, name, default if on else None)
-        elif not on:
-            raise UserError(f"--{name.replace('_', '-')} configures --{mode_flag} {mode}, "
-                            f"but --{mode_flag} is {getattr(args, mode_flag)}")
-
-
 def check_args(args):
-    if args.ssl != "selftrain":
-        given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir)) if value]
-        if given:
-            raise UserError(f"{given[0]} labels unlabeled pixels for --ssl selftrain, but --ssl is {args.ssl}")
+    check_ssl_flags(args)
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
-    fill_mode_flags(args, S4GAN_FLAGS, "ssl", "s4gan")
-    fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco")
+    check_contrastive_flags(args)
 
 
 def resume_path(args):
     return f"{args.out}.resume"
 
 
-def pseudo_folder(args):
-    """Where --ssl selftrain keeps the teacher's labels; None when no teacher labels anything."""
-    if args.ssl != "selftrain" or args.teacher is None:
-        return None
-    return Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
-
-
 def check_paths(args):
     """Before any work: no output may overwrite or bury an input, or another output (lib.outputs)."""
-    inputs = {"--data-root": args.data_root, "--index": args.index, "--pool": args.pool, "--teacher": args.teacher,
+    mode = SSL_MODES[args.ssl]
+    inputs = {"--data-root": args.data_root, "--index": args.index, "--pool": args.pool, **mode.input_paths(args),
               "--cache-dir": args.cache_dir,
               "--pretrained": args.pretrained and pretrained_location(args.pretrained)}
     files = {"--out": args.out, "--out's .resume file": resume_path(args)}
-    folders = {"--pseudo-dir": pseudo_folder(args), "--cache-dir": args.cache_dir}
+    folders = {**mode.output_folders(args), "--cache-dir": args.cache_dir}
     check_outputs(inputs, files, folders)
-    if folders["--pseudo-dir"] is not None:
-        check_pseudo_folder(folders["--pseudo-dir"])
+    mode.check_folders(args)
 
 
 def make_optimizer(args, model):
@@ -229,17 +182,25 @@ def resume_state(path, train_args, index_sha256):
     return checkpoint
 
 
-def restore(path, state, model, optimizer, scheduler, scaler, adversary):
-    """Load a .resume file's states; one that does not fit this run (damaged, edited) is a UserError."""
+@contextlib.contextmanager
+def resume_errors(path):
+    """Loading a .resume file's states: one that does not fit this run (damaged, edited) is a UserError."""
     try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if adversary is not None:
-            adversary.load_state_dict(state["discriminator"])
+        yield
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise UserError(f"{path}: cannot resume from it ({describe_error(err)}); delete it to start over") from None
+
+
+def resume(args, train_args, index_sha256, run):
+    """With --resume and a .resume file of this very run: its checkpoint, loaded into `run`; else None."""
+    path = resume_path(args)
+    if not (args.resume and os.path.exists(path)):
+        return None
+    checkpoint = resume_state(path, train_args, index_sha256)
+    with resume_errors(path):
+        run.load_state_dict(checkpoint)
+    print(f"resuming {path} after epoch {checkpoint['epoch']}/{args.epochs}")
+    return checkpoint
 
 
 def labeled_items(path, index, dataset):
@@ -264,41 +225,48 @@ def labeled_items(path, index, dataset):
     return items
 
 
-def unlabeled_crops(args, dataset, index, labeled, images, preprocess, device):
-    """The crops of `images` (those with unlabeled pixels) for --ssl, pseudo-labeled by the teacher for selftrain."""
-    pseudo_paths = None
-    if args.ssl == "selftrain":
-        folder = pseudo_folder(args)
-        print(f"pseudo labels of {len(images)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
-              f"in {folder}")
-        # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
-        pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, dataset, images, device,
-                                          args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW)
-    return UnlabeledCrops(dataset, index.unit, images, labeled, args.crop, args.seed, preprocess["mean"],
-                          preprocess["std"], pseudo_paths)
-
-
-def main(argv=None):
-    args = get_args_parser().parse_args(argv)
-    check_args(args)
-    check_paths(args)
-    train_args = as_train_args(vars(args))
-    device = resolve_device(args.device)
-    amp = args.amp and device.type == "cuda"
-
+def training_images(args):
+    """The run's TrainingImages, their labeled items checked to be trainable, and its index."""
     dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
     if args.pool:
         restrict_to_pool(dataset, args.pool)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)
     labeled = labeled_items(args.index, index, dataset)
+    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD)), index
 
-    model_args = {
-        "arch": args.arch, "num_classes": dataset.num_classes, "output_stride": args.output_stride,
-        "mc_dropout": args.mc_dropout or args.ssl == "selftrain",  # the noisy student's noise
+
+def model_arguments(args, num_classes):
+    """The model_args of the checkpoint (lib.models.build_model)."""
+    return {
+        "arch": args.arch, "num_classes": num_classes, "output_stride": args.output_stride,
+        "mc_dropout": args.mc_dropout or SSL_MODES[args.ssl].student_dropout,
+        **contrastive_model_args(args),
     }
-    if args.contrastive == "reco":
-        model_args["embed_dim"] = args.embed_dim
-    torch.manual_seed(args.seed)
+
+
+@dataclass
+class Run:
+    """What the steps of training update and a checkpoint keeps: the model, its optimiser, learning-rate schedule
+    (`lr_lambda`: the factor per step) and AMP loss scaler, on `device`."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_lambda: object
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    device: torch.device
+
+    def state_dict(self):
+        return {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "scheduler", "scaler")}
+
+    def load_state_dict(self, state):
+        for name in ("model", "optimizer", "scheduler", "scaler"):
+            getattr(self, name).load_state_dict(state[name])
+
+
+def start_run(args, model_args, num_images, device):
+    """The initial model (seeded by --seed) on `device`, with its optimiser, schedule and scaler."""
+    seeding.seed_initial_weights(args.seed)
     model = build_model(model_args)
     if args.pretrained:
         load_pretrained_backbone(model, args.pretrained, args.arch)
@@ -306,49 +274,26 @@ def main(argv=None):
         model.freeze_backbone()
     model.to(device)
     optimizer = make_optimizer(args, model)
-    total_steps = expected_total_steps(len(labeled), args.batch_size, args.epochs)
-    lr_lambda = LR_SCHEDULES[args.lr_schedule](total_steps)  # the model's, and s4GAN's discriminator's
+    lr_lambda = LR_SCHEDULES[args.lr_schedule](expected_total_steps(num_images, args.batch_size, args.epochs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    semi_supervised = args.ssl == "s4gan" or (args.ssl == "selftrain" and args.teacher is not None)
-    unlabeled_images = images_with_unlabeled_pixels(dataset.ids, index.unit, labeled) if semi_supervised else []
-    if semi_supervised and not unlabeled_images:
-        print(f"--ssl {args.ssl}: every pixel of the pool is labeled, training is supervised only")
-    adversary = None
-    if args.ssl == "s4gan" and unlabeled_images:
-        adversary = S4GAN(dataset.num_classes, args.disc_lr, args.lambda_fm, args.lambda_st, args.disc_threshold,
-                          lr_lambda, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    return Run(model, optimizer, lr_lambda, scheduler, scaler, device)
 
-    index_sha256 = sha256_of(args.index)
-    start_epoch = 1
-    if args.resume and os.path.exists(resume_path(args)):
-        state = resume_state(resume_path(args), train_args, index_sha256)
-        restore(resume_path(args), state, model, optimizer, scheduler, scaler, adversary)
-        start_epoch = state["epoch"] + 1
-        print(f"resuming {resume_path(args)} after epoch {state['epoch']}/{args.epochs}")
 
-    preprocess = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-    crops = LabeledCrops(
-        dataset, index.unit, labeled, args.crop, args.flip, args.seed, preprocess["mean"], preprocess["std"]
-    )
-    extra_crops = None
-    if unlabeled_images:
-        extra_crops = unlabeled_crops(args, dataset, index, labeled, unlabeled_images, preprocess, device)
-    reco = None
-    if args.contrastive == "reco":
-        reco = ReCo(args.reco_weight, args.reco_strong_threshold, args.reco_temperature, args.reco_queries,
-                    args.reco_negatives, args.seed)
-    item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, dataset.ids, dataset.image_size)
-    description = {
+def describe(args, train_args, model_args, images, index, index_sha256):
+    """What every checkpoint of the run says of it, beside the states."""
+    item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, images.dataset.ids,
+                                                      images.dataset.image_size)
+    return {
         "model_args": model_args,
-        "preprocess": preprocess,
-        "class_names": dataset.class_names,
+        "preprocess": {"mean": images.mean, "std": images.std},
+        "class_names": images.dataset.class_names,
         "dataset": {"name": args.dataset, "split": args.split},
         "index": {
             "path": str(Path(args.index).resolve()),
             "sha256": index_sha256,
             "labeled": len(index.labeled),
-            "labeled_images": len(labeled),
+            "labeled_images": len(images.labeled),
             "labeled_fraction": item_fraction,
             "labeled_pixel_fraction": pixel_fraction,
             "pool_size": index.pool_size,
@@ -358,39 +303,60 @@ def main(argv=None):
         "train_args": train_args,
         "epochs": args.epochs,
     }
-    what = "images" if index.unit.type == "image" else f"{index.unit.describe()} items in {len(labeled)} images"
-    print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
-          f"for {args.epochs} epochs on {device}{' with AMP' if amp else ''}")
-    started = time.monotonic()
-    remaining_steps = steps_per_epoch(len(labeled), args.batch_size) * (args.epochs - start_epoch + 1)
+
+
+def save_epoch(args, run, ssl, description, epoch, loss):
+    """The checkpoint of `epoch`: the .resume file, --out after the last epoch; nothing of broken weights."""
+    state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss}
+    broken = first_non_finite(state["model"])
+    if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
+        raise UserError(f"training diverged, NaN or infinite weights ({broken}) after epoch {epoch}, nothing "
+                        f"saved: lower --lr ({args.lr:g}) or --weight-decay ({args.weight_decay:g})")
+    if epoch == args.epochs:
+        save_checkpoint(args.out, state)  # without the --ssl mode's state: nothing uses it after training
+    else:
+        save_checkpoint(resume_path(args), {**state, **ssl.state_dict()})
+
+
+def train_epochs(args, run, ssl, images, description, start_epoch):
+    """The epochs from `start_epoch` on, each followed by its checkpoint."""
+    crops = LabeledCrops(images.dataset, images.unit, images.labeled, args.crop, args.flip, args.seed, images.mean,
+                         images.std)
+    contrastive = contrastive_head(args)
+    remaining_steps = steps_per_epoch(len(crops), args.batch_size) * (args.epochs - start_epoch + 1)
     progress = Progress("train", remaining_steps, interval=args.log_interval)
     for epoch in range(start_epoch, args.epochs + 1):
-        torch.manual_seed(args.seed * 100_003 + epoch)  # dropout and any other torch randomness of this epoch
+        seeding.seed_epoch(args.seed, epoch)
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
-        unlabeled = extra_crops and unlabeled_batches(extra_crops, epoch, args.unlabeled_batch_size, args.workers)
-        if reco is not None:
-            reco.epoch = epoch
-        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled, reco,
-                               adversary)
-        state = {
-            **description,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "loss": loss,
-        }
-        broken = first_non_finite(state["model"])
-        if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
-            raise UserError(f"training diverged, NaN or infinite weights ({broken}) after epoch {epoch}, nothing "
-                            f"saved: lower --lr ({args.lr:g}) or --weight-decay ({args.weight_decay:g})")
-        if epoch == args.epochs:
-            save_checkpoint(args.out, state)  # without the discriminator: nothing uses it after training
-        else:
-            discriminator = {"discriminator": adversary.state_dict()} if adversary else {}
-            save_checkpoint(resume_path(args), {**state, **discriminator})
+        loss = train_one_epoch(run.model, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler, run.scaler,
+                               run.device, progress)
+        save_epoch(args, run, ssl, description, epoch, loss)
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    check_args(args)
+    check_paths(args)
+    train_args = as_train_args(vars(args))
+    device = resolve_device(args.device)
+    images, index = training_images(args)
+    model_args = model_arguments(args, images.dataset.num_classes)
+    run = start_run(args, model_args, len(images.labeled), device)
+    index_sha256 = sha256_of(args.index)
+    resumed = resume(args, train_args, index_sha256, run)
+    # After the resume checks: a refused .resume file costs no teacher's labels.
+    ssl = SSL_MODES[args.ssl].start(args, images, run.lr_lambda, device)
+    if resumed:
+        with resume_errors(resume_path(args)):
+            ssl.load_state_dict(resumed)
+    description = describe(args, train_args, model_args, images, index, index_sha256)
+    unit = index.unit
+    what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
+    print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
+          f"for {args.epochs} epochs on {device}{' with AMP' if run.scaler.is_enabled() else ''}")
+    started = time.monotonic()
+    train_epochs(args, run, ssl, images, description, resumed["epoch"] + 1 if resumed else 1)
     if os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
     print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")

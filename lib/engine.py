@@ -1,18 +1,16 @@
 """Training and inference loops shared by the scripts.
 
-Everything random in training is derived from (seed, epoch): the sample order, each
-sample's crop and flip, the torch RNG for dropout, and the contrastive loss's draws
-(from (seed, epoch, step)). A run resumed at an epoch boundary therefore continues
-exactly as the uninterrupted run would have.
+Everything random in training is drawn from (seed, epoch, ...) by lib.seeding, so a run
+resumed at an epoch boundary continues exactly as the uninterrupted run would have.
 """
 import functools
-import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from lib import seeding
 from lib.data.base import IGNORE_INDEX
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
 from lib.errors import UserError
@@ -61,8 +59,7 @@ class LabeledCrops(Dataset):
         image, mask = self.dataset.load_pair(image_id)
         if self.unit.type != "image":
             mask = np.where(self.unit.labeled_area(self.items[image_id], *mask.shape), mask, IGNORE_INDEX)
-        # A string seed is hashed deterministically, independent of worker processes.
-        rng = random.Random(f"{self.seed}/{self.epoch}/{i}")
+        rng = seeding.labeled_sample_rng(self.seed, self.epoch, i)
         image, mask = random_crop_flip(image, mask, self.crop, rng, self.flip)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
 
@@ -70,11 +67,12 @@ class LabeledCrops(Dataset):
 def epoch_loader(crops, epoch, batch_size, workers):
     """The loader of one epoch, its order drawn from (seed, epoch)."""
     crops.epoch = epoch
-    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(crops.seed * 100_003 + epoch))
-    # drop_last: a last batch of one image would break BatchNorm in the ASPP pooling branch.
+    # drop_last: every step takes a full batch, as steps_per_epoch counts them for the learning-rate schedule. A
+    # short last batch could be a single image, and BatchNorm in training mode raises on one image's 1x1 feature
+    # maps (crops of at most --output-stride pixels a side).
     return DataLoader(
-        crops, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-        drop_last=len(crops) > batch_size,
+        crops, batch_size=batch_size, sampler=seeding.labeled_order(crops.seed, epoch, len(crops)),
+        num_workers=workers, drop_last=len(crops) > batch_size,
     )
 
 
@@ -84,26 +82,25 @@ def mean_cross_entropy(logits, masks):
     return total / (masks != IGNORE_INDEX).sum().clamp_min(1)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progress, unlabeled=None, contrastive=None,
-                    adversary=None):
-    """One pass over `loader`; returns the mean loss.
+def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress):
+    """One pass over `loader`, the labeled batches of `epoch`; returns the mean loss.
 
-    `unlabeled` (lib.semisup.unlabeled.unlabeled_batches) yields a batch of crops of the
-    unlabeled pixels per step: it goes through the model with the labeled batch. Their
-    cross-entropy is added when their targets are pseudo labels (self-training); with
-    `adversary` (lib.semisup.s4gan.S4GAN) the s4GAN terms are added instead, and the
-    discriminator takes a step after the model. `contrastive` (lib.semisup.reco.ReCo),
-    for a model with a representation head, adds its term over the whole batch, true
-    and pseudo labels alike.
+    `ssl` is the run's --ssl mode (lib.semisup.mode.SslMode): its unlabeled batches, if
+    any, go through the model behind the labeled ones, its term joins the labeled crops'
+    cross-entropy, and it labels the batch for `contrastive` (lib.semisup.reco.ReCo, for
+    a model with a representation head; or None), whose term covers every pixel with a
+    true label or one of the mode's.
     """
     model.train()
     amp = scaler.is_enabled()
+    unlabeled = ssl.batches(epoch)
     total = 0.0
     for step, (images, masks) in enumerate(loader):
         num_labeled = len(images)
         if unlabeled is not None:
             extra_images, extra_masks = next(unlabeled)
             images, masks = torch.cat([images, extra_images]), torch.cat([masks, extra_masks])
+        # images [B, 3, H, W], masks [B, H, W]: the labeled crops first, then the mode's unlabeled ones
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             if contrastive is None:
@@ -111,24 +108,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, device, progres
             else:
                 logits, embeddings = model.forward_with_embeddings(images)  # [B, C, H, W], [B, D, H/4, W/4]
             loss = mean_cross_entropy(logits[:num_labeled], masks[:num_labeled])
-            if adversary is not None:
-                adversarial, masks = adversary.model_loss(images, logits, masks, num_labeled)
-                loss = loss + adversarial
-            elif num_labeled < len(images):
-                # Averaged over its own pixels: a few labels are not drowned by many pseudo labels.
-                loss = loss + mean_cross_entropy(logits[num_labeled:], masks[num_labeled:])
+            ssl_loss, targets = ssl.loss(images, logits, masks, num_labeled)  # targets [B, H, W]: the mode's labels
+            loss = loss + ssl_loss
         if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
-            loss = loss + contrastive(logits, embeddings, masks, step)
+            loss = loss + contrastive(logits, embeddings, targets, epoch, step)
         if not torch.isfinite(loss):
             raise UserError(f"training diverged, the loss is {loss.item()}: lower --lr ({optimizer.defaults['lr']:g}) "
                             f"or --weight-decay ({optimizer.defaults['weight_decay']:g})")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
-        values = {"loss": loss.item()}
-        if adversary is not None:
-            values["d_loss"] = adversary.discriminator_step(images, logits, masks, num_labeled, scaler)
-            values["self_trained"] = adversary.accepted
+        values = {"loss": loss.item(), **ssl.after_step(images, logits, masks, num_labeled, scaler)}
         scaler.update()
         scheduler.step()
         total += values["loss"]

@@ -169,7 +169,6 @@ VARIANTS = {
     "uniform5-entropy": Variant("entropy", ("--prefilter", "uniform@5")),  # the study's Uniform(@5)+Entropy
 }
 SSL_SUFFIX = "-ssl"
-SSL_WITH_TEACHER = {"selftrain"}  # its pseudo labels come from the previous cycle's model
 
 
 def variant_of(method):
@@ -193,9 +192,13 @@ class MethodPlan:
 
 
 def method_plan(name, config):
-    from lib.acquire import METHODS  # here: planning a method needs its inputs, the rest of the module none
+    # The registries, here: they import torch, which the configuration and the layout do not need.
+    from lib.acquire import METHODS
+    from lib.semisup.modes import SSL_MODES
 
     ssl = name.endswith(SSL_SUFFIX)
+    if ssl and config.ssl not in SSL_MODES:
+        raise UserError(f"SSL: {config.ssl!r} is not a mode of train.py --ssl ({', '.join(SSL_MODES)})")
     variant = variant_of(name.removesuffix(SSL_SUFFIX))
     if variant.acquisition not in METHODS:
         raise UserError(f"METHODS: {name!r} is not a method ({', '.join(sorted(METHODS))}, "
@@ -204,7 +207,7 @@ def method_plan(name, config):
     train_flags = (("--ssl", config.ssl, *config.ssl_args) if ssl else ()) + (
         ("--mc-dropout",) if method.needs_mc_dropout else ())
     return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.needs_pool_umap,
-                      ssl and config.ssl in SSL_WITH_TEACHER)
+                      ssl and SSL_MODES[config.ssl].learns_from_teacher)
 
 
 def variant_folder_name(flags):

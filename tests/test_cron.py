@@ -90,6 +90,7 @@ def test_a_second_run_on_a_locked_directory_exits_75_at_once(synthetic_pool, tmp
         holder.wait()
 
 
+@pytest.mark.slow
 def test_with_wait_a_second_run_waits_then_resumes_and_appends_to_the_log(synthetic_pool, uninterrupted):
     out, _ = uninterrupted
     holder = hold_lock(synthetic_pool, out)
@@ -199,6 +200,7 @@ def kill_phase(out):
     return phase
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninterrupted, tmp_path):
     reference, steps = uninterrupted
     out = tmp_path / "killed"

@@ -173,6 +173,12 @@ def test_an_unknown_method_is_refused_before_any_step():
         plan(tiny_config("o", methods=("entropy", "entropy-sl")))
 
 
+def test_an_unknown_ssl_mode_is_refused_when_an_ssl_method_needs_it():
+    plan(tiny_config("o", ssl="fixmatch"))  # no -ssl method: SSL is not read
+    with pytest.raises(UserError, match=r"^SSL: 'fixmatch' is not a mode of train.py --ssl \(none, selftrain, s4gan\)$"):
+        plan(tiny_config("o", methods=("entropy-ssl",), ssl="fixmatch"))
+
+
 def test_layout_is_what_the_report_reads(tmp_path):
     layout = Layout(tmp_path)
     for cycle, (fraction, miou) in enumerate([(0.1, 0.3), (0.2, 0.4)]):
@@ -244,6 +250,7 @@ def run_experiment(out, pool, *flags):
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 
+@pytest.mark.slow
 def test_one_process_gives_the_results_of_separate_processes(synthetic_pool, tmp_path):
     shared, separate = tmp_path / "shared", tmp_path / "separate"
     run_experiment(shared, synthetic_pool)

@@ -6,9 +6,10 @@ import json
 import shutil
 import subprocess
 
+import pytest
 import torch
-from conftest import LOOP_COMMAND, REPO_ROOT, loop_env
 
+from conftest import LOOP_COMMAND, REPO_ROOT, loop_env
 from lib.data import open_dataset
 
 AWKWARD = "my runs/it's \"here\""  # folders with a space, a single quote and a double quote
@@ -19,6 +20,7 @@ def contents(folder):
     return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
 
+@pytest.mark.slow
 def test_the_loop_takes_paths_with_spaces_and_quotes(synthetic_pool, tmp_path):
     """The real loop, self-training (its teacher is the previous cycle's model) on a pool file."""
     base = tmp_path / AWKWARD

@@ -155,6 +155,7 @@ def readme_blocks(heading):
     return dict(re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S))
 
 
+@pytest.mark.slow
 def test_readme_example_runs_as_written(synthetic_pool, tmp_path):
     """The README's TorchScript example, on a `folder` copy of the synthetic pool at the paths it names."""
     blocks = readme_blocks("Models trained elsewhere")

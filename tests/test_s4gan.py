@@ -9,6 +9,7 @@ from lib.data import IGNORE_INDEX
 from lib.engine import train_one_epoch
 from lib.models import build_model
 from lib.semisup.s4gan import S4GAN, Discriminator, real_maps, self_training_targets
+from lib.semisup.s4gan_mode import S4GanTraining
 from lib.semisup.unlabeled import UNLABELED
 
 train, select = import_script("train.py"), import_script("select.py")
@@ -61,8 +62,9 @@ def test_one_step_changes_both_networks_and_its_losses_are_finite():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     progress = RecordedProgress()
-    loss = train_one_epoch(model, [labeled], optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), CPU,
-                           progress, iter([unlabeled]), adversary=adversary)
+    mode = S4GanTraining(adversary, batches=lambda epoch: iter([unlabeled]))
+    loss = train_one_epoch(model, 1, [labeled], mode, None, optimizer, scheduler,
+                           torch.amp.GradScaler("cpu", enabled=False), CPU, progress)
     (values,) = progress.values
     assert torch.isfinite(torch.tensor([loss, values["d_loss"]])).all() and values["loss"] == loss
     assert 0 <= values["self_trained"] <= 1 and adversary.scheduler.last_epoch == 1
@@ -117,7 +119,8 @@ def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, cap
     assert "--disc-lr configures --ssl s4gan, but --ssl is selftrain" in fail(
         train, [*argv, "--ssl", "selftrain", "--disc-lr", "1e-4"], capsys)
     assert "--lambda-fm configures --ssl s4gan, but --ssl is none" in fail(train, [*argv, "--lambda-fm", "1"], capsys)
-    assert "argument --disc-threshold: must be a finite number in [0, 1), got '1'" in fail(train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"],
-                                                        capsys)
-    assert "argument --disc-lr: must be a finite number in (0, inf), got '0'" in fail(train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
+    assert "argument --disc-threshold: must be a finite number in [0, 1), got '1'" in fail(
+        train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"], capsys)
+    assert "argument --disc-lr: must be a finite number in (0, inf), got '0'" in fail(
+        train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
     assert not (tmp_path / "model.pt").exists()

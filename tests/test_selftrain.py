@@ -30,24 +30,38 @@ def test_only_confident_pixels_get_a_label():
     assert selftrain.confident_labels(probs, 0.7).tolist() == [[[0, IGNORE_INDEX, IGNORE_INDEX]]]
 
 
-def pseudo_files(pool, teacher, folder, threshold):
+def pseudo_files(pool, teacher_path, folder, threshold):
     dataset = open_dataset("synthetic", pool, "train")
-    return selftrain.pseudo_label_files(folder, teacher / "model.pt", threshold, dataset, dataset.ids[:5],
+    return selftrain.pseudo_label_files(folder, teacher_path, threshold, dataset, dataset.ids[:5],
                                         torch.device("cpu"), 2, 0)
+
+
+def blind_teacher(teacher, path, bias):
+    """The teacher's checkpoint with a classifier that ignores its input: every pixel's class probabilities are
+    softmax(`bias`), whatever the image."""
+    checkpoint = torch.load(teacher / "model.pt", weights_only=True)
+    checkpoint["model"]["decoder.classifier.weight"].zero_()
+    checkpoint["model"]["decoder.classifier.bias"].copy_(torch.tensor(bias, dtype=torch.float32))
+    torch.save(checkpoint, path)
+    return path
 
 
 def test_pseudo_labels_are_cached_until_the_teacher_or_threshold_changes(synthetic_pool, teacher, tmp_path,
                                                                          monkeypatch):
-    paths = pseudo_files(synthetic_pool, teacher, tmp_path, threshold=1e-6)  # every pixel's top class passes
-    labels = {image_id: read_label(path) for image_id, path in paths.items()}
-    assert all(label.shape == (32, 48) and (label < 8).all() for label in labels.values())
+    sure = blind_teacher(teacher, tmp_path / "sure.pt", [0, 0, 0, 10, 0, 0, 0, 0])  # p(class 3) = 0.9997
+    unsure = blind_teacher(teacher, tmp_path / "unsure.pt", [0] * 8)  # p = 1/8 for every class
+    folder = tmp_path / "pseudo"
+    paths = pseudo_files(synthetic_pool, sure, folder, threshold=0.99)
+    assert all((read_label(path) == 3).all() and read_label(path).shape == (32, 48) for path in paths.values())
     loads = []
     monkeypatch.setattr(selftrain, "load_checkpoint", lambda path: loads.append(path) or fail_loudly())
-    assert pseudo_files(synthetic_pool, teacher, tmp_path, threshold=1e-6) == paths and not loads  # cached
+    assert pseudo_files(synthetic_pool, sure, folder, threshold=0.99) == paths and not loads  # cached
     monkeypatch.undo()
-    stricter = pseudo_files(synthetic_pool, teacher, tmp_path, threshold=0.99)
-    assert all((read_label(path) == IGNORE_INDEX).all() for path in stricter.values())  # a 1-epoch model is unsure
-    assert json.loads((tmp_path / "pseudo.json").read_text())["threshold"] == 0.99
+    relabeled = pseudo_files(synthetic_pool, unsure, folder, threshold=0.99)  # another teacher
+    assert all((read_label(path) == IGNORE_INDEX).all() for path in relabeled.values())
+    relabeled = pseudo_files(synthetic_pool, unsure, folder, threshold=0.1)  # another threshold
+    assert all((read_label(path) < 8).all() for path in relabeled.values())
+    assert json.loads((folder / "pseudo.json").read_text())["threshold"] == 0.1
 
 
 def fail_loudly():
@@ -102,6 +116,7 @@ def test_selftrain_through_the_command_line(synthetic_pool, teacher, tmp_path, c
         train, [*argv, "--ssl", "selftrain", "--pseudo-threshold", "1.5"], capsys)
 
 
+@pytest.mark.slow
 def test_the_loop_makes_each_cycle_the_teacher_of_the_next(synthetic_pool, tmp_path):
     out = tmp_path / "experiment"
     run_loop(synthetic_pool, out, METHODS="entropy-ssl", SSL="selftrain")

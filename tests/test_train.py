@@ -40,11 +40,15 @@ def kill_after_epoch(monkeypatch, epoch):
 
 RECO = ["--contrastive", "reco", "--embed-dim", "8", "--reco-negatives", "64"]
 S4GAN = ["--ssl", "s4gan", "-u", "2"]
+SELFTRAIN = ["--ssl", "selftrain", "--pseudo-threshold", "0.2", "-u", "3", "--teacher"]  # the teacher's path last
 
 
-@pytest.mark.parametrize("extra", [[], RECO, S4GAN], ids=["plain", "reco", "s4gan"])
+@pytest.mark.parametrize("extra", [[], RECO, S4GAN, [*RECO, *SELFTRAIN]], ids=["plain", "reco", "s4gan", "selftrain"])
 def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys,
                                                        extra):
+    if extra[-1:] == ["--teacher"]:  # a teacher of 1 epoch
+        train.main([*train_args(synthetic_pool, labeled_index, tmp_path / "teacher.pt"), "--epochs", "1"])
+        extra = [*extra, str(tmp_path / "teacher.pt")]
     straight = tmp_path / "straight.pt"
     train.main([*train_args(synthetic_pool, labeled_index, straight), *extra])
 
@@ -57,6 +61,8 @@ def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_in
     # s4GAN's discriminator and its optimiser go on too: the model's updates depend on them.
     resume_file = torch.load(tmp_path / "resumed.pt.resume", weights_only=True)
     assert ("discriminator" in resume_file) == (extra == S4GAN)
+    if extra == S4GAN:  # as .resume files of earlier versions hold it
+        assert set(resume_file["discriminator"]) == {"model", "optimizer", "scheduler"}
 
     capsys.readouterr()
     train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
@@ -110,3 +116,23 @@ def test_checkpoint_is_self_describing(synthetic_pool, labeled_index, tmp_path):
     assert checkpoint["index"]["labeled"] == 6 and checkpoint["index"]["labeled_fraction"] == 0.5
     assert checkpoint["train_args"]["lr"] == 0.05 and checkpoint["epochs"] == 3
     assert {"optimizer", "scheduler", "scaler"} <= set(checkpoint)
+
+
+@pytest.mark.parametrize("schedule", ["poly", "constant"])
+@pytest.mark.parametrize("num_labeled, batch_size", [(5, 2), (3, 4)], ids=["one-left-over", "one-short-batch"])
+def test_the_schedule_spans_the_steps_taken(synthetic_pool, tmp_path, monkeypatch, schedule, num_labeled, batch_size):
+    ids = open_dataset("synthetic", synthetic_pool, "train").ids
+    index = LabeledIndex("synthetic", "train", Unit(), len(ids)).with_cycle("random", 0, "6", ids[:num_labeled])
+    save_index(tmp_path / "index.json", index)
+    used = []  # the learning rate of every optimiser step
+    step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: used.append(self.param_groups[0]["lr"])
+                        or step(self, *a, **k))
+    train.main([*train_args(synthetic_pool, tmp_path / "index.json", tmp_path / "model.pt"), "--lr-schedule", schedule,
+                "--batch-size", str(batch_size)])
+    steps = 3 * max(num_labeled // batch_size, 1)  # 3 epochs; a short last batch is dropped unless it is the only one
+    after_last = torch.load(tmp_path / "model.pt", weights_only=True)["scheduler"]["_last_lr"][0]
+    if schedule == "poly":  # lr * (1 - step / total) ** 0.9: it reaches 0 just after the last step, not before
+        assert used == pytest.approx([0.05 * (1 - k / steps) ** 0.9 for k in range(steps)]) and after_last == 0
+    else:
+        assert used == [0.05] * steps and after_last == 0.05

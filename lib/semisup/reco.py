@@ -22,12 +22,23 @@ For every class c among the labeled pixels of a batch, with unit-norm embeddings
 
 Every draw comes from the `torch.Generator` passed in, so a training step is reproducible.
 """
-import random
-
 import torch
 import torch.nn.functional as F
 
+from lib import seeding
+from lib.cli import float_in, positive_float, positive_int
 from lib.data.base import IGNORE_INDEX
+from lib.semisup.flags import add_mode_flags, fill_mode_flags
+
+RECO_FLAGS = {  # Liu et al.'s defaults; lib.semisup.flags
+    "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
+    "reco_weight": (positive_float, 1.0, "weight of the loss beside the cross-entropy"),
+    "reco_temperature": (positive_float, 0.5, "temperature of the similarities and of the negative classes' sampling"),
+    "reco_queries": (positive_int, 256, "hard pixels per class and step that are pulled to their class mean"),
+    "reco_negatives": (positive_int, 512, "pixels of other classes each query is pushed from"),
+    "reco_strong_threshold": (float_in(0, 1, open_low=True), 0.97,
+                              "a pixel is a query while its label's probability is below this"),
+}
 
 
 def reco_loss(embeddings, labels, probs, strong_threshold, temperature, num_queries, num_negatives, generator):
@@ -81,20 +92,39 @@ def sample_negatives(keys, k, counts, starting, size, temperature, generator):
 
 class ReCo:
     """The weighted ReCo term of a training step: the batch's targets and the model's predictions brought to the
-    embeddings' resolution, draws seeded by (seed, epoch, step); set `epoch` before each epoch."""
+    embeddings' resolution, draws seeded by (seed, epoch, step) (lib.seeding); --contrastive reco."""
+
+    summary = ("a representation head trained with ReCo's regional contrastive loss beside the cross-entropy "
+               "(S4AL+), on every pixel with a true or pseudo label")
+
+    @staticmethod
+    def add_flags(group):
+        add_mode_flags(group, "reco", RECO_FLAGS)
+
+    @staticmethod
+    def check_flags(args):
+        fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco")
 
     def __init__(self, weight, strong_threshold, temperature, num_queries, num_negatives, seed):
         self.weight, self.strong_threshold, self.temperature = weight, strong_threshold, temperature
         self.num_queries, self.num_negatives, self.seed = num_queries, num_negatives, seed
-        self.epoch = 0
 
-    def __call__(self, logits, embeddings, masks, step):
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.reco_weight, args.reco_strong_threshold, args.reco_temperature, args.reco_queries,
+                   args.reco_negatives, args.seed)
+
+    @staticmethod
+    def model_args(args):
+        """The representation head of the model (lib.models.build_model)."""
+        return {"embed_dim": args.embed_dim}
+
+    def __call__(self, logits, embeddings, masks, epoch, step):
         """logits [B, C, H, W], embeddings [B, D, h, w], masks [B, H, W] (IGNORE_INDEX: no label) -> weighted loss."""
         size = embeddings.shape[-2:]
         # Nearest, as ReCo: a label is one pixel's, never a blend of two classes.
         labels = F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0].long()  # [B, h, w]
         probs = F.interpolate(logits.detach().float(), size=size, mode="nearest").softmax(dim=1)  # [B, C, h, w]
-        generator = torch.Generator(embeddings.device)
-        generator.manual_seed(random.Random(f"{self.seed}/{self.epoch}/reco/{step}").getrandbits(63))
+        generator = seeding.reco_generator(self.seed, epoch, step, embeddings.device)
         return self.weight * reco_loss(embeddings, labels, probs, self.strong_threshold, self.temperature,
                                        self.num_queries, self.num_negatives, generator)

@@ -16,6 +16,8 @@ pixels: a "real" map is one-hot where the annotators gave a label and the model'
 by the shape of the labeled area; and self-training keeps true labels where they exist
 (lib.data.base.UNLABELED marks the pixels it may fill).
 """
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +38,7 @@ class Discriminator(nn.Module):
         super().__init__()
         channels = [num_classes + 3, width, 2 * width, 4 * width, 8 * width]
         layers = []
-        for depth, (c_in, c_out) in enumerate(zip(channels, channels[1:])):
+        for depth, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
             layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             if depth < 3:
                 layers.append(nn.Dropout2d(0.5))

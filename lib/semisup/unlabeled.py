@@ -1,21 +1,41 @@
 """The unlabeled side of semi-supervised training: which images have unlabeled pixels, their crops and batches.
 
-Both --ssl modes train on crops of every image an annotator has not fully labeled
-(unlabeled images, and for patch and region units the rest of partly labeled ones).
-A pixel with a true label always keeps it; the others carry the teacher's pseudo
-label (self-training, made before training) or UNLABELED (s4GAN, whose labels are
-made during training from the model's own prediction).
+Both --ssl modes that train on unlabeled pixels (selftrain, s4gan) take crops of every
+image an annotator has not fully labeled (unlabeled images, and for patch and region
+units the rest of partly labeled ones), -u of them beside every labeled batch. A pixel
+with a true label always keeps it; the others carry the teacher's pseudo label
+(self-training, made before training) or UNLABELED (s4GAN, whose labels are made during
+training from the model's own prediction).
 """
+import functools
 import itertools
-import random
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lib import seeding
+from lib.cli import positive_int
 from lib.data.base import UNLABELED, read_label
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
 from lib.semisup.augment import strong_augment
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    """The images of a training run: the pool (`dataset`), the labeled items of each labeled image (`labeled`,
+    items of `unit`), and the normalisation of the model's input."""
+
+    dataset: object
+    unit: object
+    labeled: dict
+    mean: list
+    std: list
+
+
+def add_unlabeled_batch_flag(group):
+    group.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
+                       help="crops of unlabeled pixels added to every step's labeled batch")
 
 
 def images_with_unlabeled_pixels(image_ids, unit, labeled):
@@ -25,8 +45,24 @@ def images_with_unlabeled_pixels(image_ids, unit, labeled):
             if image_id not in labeled or per_image is None or len(labeled[image_id]) < per_image]
 
 
+def unlabeled_images(args, images):
+    """The images of the run (TrainingImages) with unlabeled pixels; none, said once, when every pixel is labeled."""
+    found = images_with_unlabeled_pixels(images.dataset.ids, images.unit, images.labeled)
+    if not found:
+        print(f"--ssl {args.ssl}: every pixel of the pool is labeled, training is supervised only")
+    return found
+
+
+def epoch_batches(args, images, ids, pseudo_paths=None):
+    """epoch -> endless batches of -u crops of the images `ids` (UnlabeledCrops), for SslMode.batches."""
+    crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, args.crop, args.seed, images.mean,
+                           images.std, pseudo_paths)
+    return functools.partial(unlabeled_batches, crops, batch_size=args.unlabeled_batch_size, workers=args.workers)
+
+
 class UnlabeledCrops(Dataset):
-    """Random crops of the images `ids`, with targets of true labels where known; set `epoch` before each epoch.
+    """Random crops of the images `ids`, with targets of true labels where known; set `epoch` and `repeat` (the pass
+    over them within the epoch) before each pass.
 
     With `pseudo_paths` (image id -> PNG) the other pixels get the teacher's labels and
     the crop is strongly augmented (self-training); without, they are UNLABELED and
@@ -38,7 +74,7 @@ class UnlabeledCrops(Dataset):
         self.dataset, self.unit, self.ids, self.labeled = dataset, unit, list(ids), labeled
         self.crop, self.seed, self.mean, self.std = crop, seed, mean, std
         self.pseudo_paths = pseudo_paths
-        self.epoch = 0
+        self.epoch, self.repeat = 0, 0
 
     def __len__(self):
         return len(self.ids)
@@ -56,7 +92,7 @@ class UnlabeledCrops(Dataset):
 
     def __getitem__(self, i):
         image_id = self.ids[i]
-        rng = random.Random(f"{self.seed}/{self.epoch}/unlabeled/{i}")
+        rng = seeding.unlabeled_sample_rng(self.seed, self.epoch, self.repeat, i)
         image = self.dataset.load_image(image_id)
         image, target = random_crop_flip(image, self.target(image_id, image.shape[:2]), self.crop, rng)
         if self.pseudo_paths is not None:
@@ -67,8 +103,7 @@ class UnlabeledCrops(Dataset):
 def unlabeled_batches(crops, epoch, batch_size, workers):
     """Endless batches of `crops` for an epoch; passes in orders drawn from (seed, epoch, pass)."""
     for repeat in itertools.count():  # as many passes as the labeled images' steps take
-        crops.epoch = epoch * 1_000_000 + repeat
-        order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(
-            crops.seed * 100_003 + crops.epoch))
-        yield from DataLoader(crops, batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
+        crops.epoch, crops.repeat = epoch, repeat
+        order = seeding.unlabeled_order(crops.seed, epoch, repeat, len(crops))
+        yield from DataLoader(crops, batch_size=batch_size, sampler=order, num_workers=workers,
                               drop_last=len(crops) > batch_size)

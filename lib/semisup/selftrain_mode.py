@@ -1,0 +1,86 @@
+"""--ssl selftrain (S4AL+): the student trains on the teacher's pseudo labels beside the labeled crops.
+
+The pseudo labels (lib.semisup.selftrain) are made once, before the first epoch; every
+step then adds -u strongly augmented crops of the unlabeled pixels to its labeled batch
+(lib.semisup.unlabeled), and the decoder's dropout is the student's noise. Without
+--teacher (the experiment's first cycle) the run is supervised only.
+"""
+from pathlib import Path
+
+from lib.cli import float_in
+from lib.engine import mean_cross_entropy
+from lib.errors import UserError
+from lib.semisup.mode import SslMode
+from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
+from lib.semisup.unlabeled import epoch_batches, unlabeled_images
+from lib.sliding import DEFAULT_SLIDE_WINDOW
+
+
+def pseudo_folder(args):
+    """Where --ssl selftrain keeps the teacher's labels; None when no teacher labels anything."""
+    if args.ssl != "selftrain" or args.teacher is None:
+        return None
+    return Path(args.pseudo_dir) if args.pseudo_dir else Path(args.out).parent / "pseudo"
+
+
+class SelfTraining(SslMode):
+    summary = ("also train on the teacher's confident labels of the unlabeled pixels (S4AL+), with dropout in the "
+               "decoder as the student's noise")
+    student_dropout = True
+    learns_from_teacher = True
+
+    @staticmethod
+    def add_flags(group):
+        group.add_argument("--teacher", default=None,
+                           help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass "
+                                "the previous cycle's model); without it the run is supervised only")
+        group.add_argument("--pseudo-threshold", type=float_in(0, 1, open_low=True), default=0.7,
+                           help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
+        group.add_argument("--pseudo-dir", default=None,
+                           help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
+
+    @staticmethod
+    def check_flags(args):
+        if args.ssl != "selftrain":
+            given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir)) if value]
+            if given:
+                raise UserError(f"{given[0]} labels unlabeled pixels for --ssl selftrain, but --ssl is {args.ssl}")
+
+    @staticmethod
+    def input_paths(args):
+        return {"--teacher": args.teacher}
+
+    @staticmethod
+    def output_folders(args):
+        return {"--pseudo-dir": pseudo_folder(args)}
+
+    @staticmethod
+    def check_folders(args):
+        folder = pseudo_folder(args)
+        if folder is not None:
+            check_pseudo_folder(folder)
+
+    @classmethod
+    def start(cls, args, images, lr_lambda, device):
+        if args.teacher is None:
+            return SslMode()
+        ids = unlabeled_images(args, images)
+        if not ids:
+            return SslMode()
+        folder = pseudo_folder(args)
+        print(f"pseudo labels of {len(ids)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
+              f"in {folder}")
+        # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
+        pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, images.dataset, ids, device,
+                                          args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW)
+        return cls(epoch_batches(args, images, ids, pseudo_paths))
+
+    def __init__(self, batches):
+        self._batches = batches  # epoch -> endless batches of pseudo-labeled crops
+
+    def batches(self, epoch):
+        return self._batches(epoch)
+
+    def loss(self, images, logits, masks, num_labeled):
+        # Averaged over its own pixels: a few labels are not drowned by many pseudo labels.
+        return mean_cross_entropy(logits[num_labeled:], masks[num_labeled:]), masks
