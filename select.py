@@ -26,8 +26,6 @@ if __name__ == "select":
 
     load_stdlib_module("select")
 else:
-    import argparse
-
     from fractions import Fraction
 
     from lib.acquire import METHODS, cycle_seed
@@ -38,10 +36,10 @@ else:
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
     from lib.cli import (
-        add_cache_dir_flag, add_slide_window_flag, non_negative_int, positive_int, script_parser, seed, size_pair,
+        add_runtime_flags, add_slide_window_flag, positive_int, script_parser, seed, size_pair,
     )
     from lib.data import DATASETS, open_dataset
-    from lib.data.pool import restrict_to_pool
+    from lib.data.pool_file import restrict_to_pool
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
     from lib.fileio import write_json
@@ -87,13 +85,8 @@ def get_args_parser():
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="also write a worklist for annotators here: worklist.csv, previews/, masks/ "
                              "(patch and region units)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to score")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                        help="float16 inference (CUDA only)")
-    parser.add_argument("-b", "--batch-size", type=positive_int, default=4, help="images per forward pass")
-    parser.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    add_runtime_flags(parser, "score", batch_size=4)
     add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
-    add_cache_dir_flag(parser)
     units = parser.add_argument_group("unit of annotation (set by the first cycle; later cycles read it from --index)")
     units.add_argument("--unit", default=None, choices=UNIT_TYPES,
                        help="what one selected item is (default: the index's unit; image for a new experiment)")

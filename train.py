@@ -32,10 +32,9 @@ from lib import seeding
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.cli import (
     MAX_SIDE,
-    add_cache_dir_flag,
+    add_runtime_flags,
     float_in,
     non_negative_float,
-    non_negative_int,
     positive_float,
     positive_int,
     script_parser,
@@ -43,7 +42,7 @@ from lib.cli import (
     size_pair_up_to,
 )
 from lib.data import DATASETS, open_dataset
-from lib.data.pool import restrict_to_pool
+from lib.data.pool_file import restrict_to_pool
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
     LR_SCHEDULES,
@@ -117,11 +116,7 @@ def get_args_parser():
     run.add_argument("--out", required=True, help="checkpoint file to write when training is done")
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
     run.add_argument("--seed", type=seed, default=0, help="seed for initialisation, order and augmentation")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
-    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                     help="float16 mixed precision (CUDA only)")
-    run.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
-    add_cache_dir_flag(run)
+    add_runtime_flags(run, "train")
     run.add_argument("--log-interval", type=positive_float, default=30.0,
                      help="seconds between progress lines when not on a terminal")
     return parser

@@ -141,10 +141,6 @@ def add_runtime_flags(group, runs, batch_size=None):
         group.add_argument("-b", "--batch-size", type=positive_int, default=batch_size,
                            help="images per forward pass")
     group.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
-    add_cache_dir_flag(group)
-
-
-def add_cache_dir_flag(group):
     group.add_argument("--cache-dir", default=None,
                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more "
                             "disk; filled on first use; new, empty or a cache, apart from the data")

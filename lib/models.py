@@ -82,9 +82,9 @@ class ASPP(nn.Module):
             )
         self.branches = nn.ModuleList(branches)
         # Image-level features. No BatchNorm here, unlike the paper: in training mode BN
-        # over a 1x1 map sees one value per channel when the batch holds one image (a
-        # last batch of an epoch can) and raises; the projection's BN normalises the
-        # concatenation anyway.
+        # over a 1x1 map sees one value per channel when the batch holds one image
+        # (train.py -b 1) and raises; the projection's BN normalises the concatenation
+        # anyway.
         self.pooling = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, out_channels, 1), nn.ReLU(inplace=True)
         )
