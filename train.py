@@ -67,7 +67,6 @@ from lib.semisup.contrastive import (
     contrastive_model_args,
 )
 from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
-from lib.semisup.selftrain_mode import pseudo_folder  # noqa: F401  (train.pseudo_folder, as other code reads it)
 from lib.semisup.unlabeled import TrainingImages
 from lib.state_dicts import first_non_finite
 from lib.units import items_by_image, labeled_fractions, require_fit

@@ -27,12 +27,21 @@ def describe_error(err):
     return f"{err.__class__.__name__}: {lines[0]}" if lines else err.__class__.__name__
 
 
-def run_cli(main, argv=None):
+def exit_code_of(main, argv=None):
+    """Run `main(argv)`; 0, or EXIT_USER_ERROR after printing a UserError as its one `error:` line."""
     try:
         main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def run_cli(main, argv=None):
+    try:
+        code = exit_code_of(main, argv)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    if code:
+        sys.exit(code)

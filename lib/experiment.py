@@ -97,7 +97,7 @@ class Config:
     setting: str = ""
     full: bool = False
     device: str = ""
-    pretrained: str = ""  # ImageNet weights for train.py and MEAL's map of the pool
+    pretrained: str = ""  # ImageNet weights of MEAL's map of the pool
     ssl: str = "s4gan"
     ssl_args: tuple = ()
     unit_args: tuple = ()
@@ -182,13 +182,18 @@ class MethodPlan:
     name: str
     acquisition: str
     train_flags: tuple  # flags of every model of the method, the initial one included
-    select_flags: tuple  # for a seed: select_flags(seed)
+    select_flags: tuple  # beyond those of MEAL's map of the pool, which name the seed's folder
     reads_pool_map: bool
     teacher: bool  # train on the previous cycle's model as teacher
 
-    def initial_variant(self):
+    def initial_folder(self):
         """The folder under _initial/seed<k> of the initial model with these training flags ("" for none)."""
-        return variant_folder_name(self.train_flags)
+        return flags_folder_name(self.train_flags)
+
+    def legacy_initial_folder(self):
+        """The same folder as the shell loop before lib/experiment.py named it: the flags without spaces and
+        dashes (--mc-dropout -> mcdropout). Its finished files are taken over rather than trained again."""
+        return "".join(word.replace("-", "") for word in self.train_flags)
 
 
 def method_plan(name, config):
@@ -206,11 +211,11 @@ def method_plan(name, config):
     method = METHODS[variant.acquisition]
     train_flags = (("--ssl", config.ssl, *config.ssl_args) if ssl else ()) + (
         ("--mc-dropout",) if method.needs_mc_dropout else ())
-    return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.needs_pool_umap,
+    return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.reads_pool_map,
                       ssl and SSL_MODES[config.ssl].learns_from_teacher)
 
 
-def variant_folder_name(flags):
+def flags_folder_name(flags):
     """A readable folder name for training flags: --ssl s4gan --disc-lr 2.5e-5 --mc-dropout ->
     ssl=s4gan,disc-lr=2.5e-5,mc-dropout. Names that would be too long end in a hash of the flags."""
     groups = []
@@ -245,12 +250,13 @@ class Step:
 @dataclass(frozen=True)
 class Link:
     """Share finished files of `source` in `target` (hard links, copies where the file system has none);
-    skipped, as a Step, once every file of `needed_for` exists."""
+    skipped, as a Step, once every file of `needed_for` exists. `optional`: source files may be missing."""
 
     source: str
     target: str
     names: tuple
     needed_for: tuple = ()
+    optional: bool = False
 
 
 def plan(config):
@@ -300,7 +306,7 @@ def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
     model, metrics = folder / "model.pt", folder / "metrics.json"
     train = Step("train.py", (*_data_flags(config), "--index", str(folder / "index.json"), "--out", str(model),
                               "--resume", "--seed", str(seed), *_option("--device", config.device),
-                              *_option("--pretrained", config.pretrained), *config.train_args, *extra_flags),
+                              *config.train_args, *extra_flags),
                  str(model), needed_for)
     evaluate = Step("evaluate.py", ("--checkpoint", str(model), "--dataset", config.val_dataset or config.dataset,
                                     "--data-root", config.val_data_root or config.data_root,
@@ -313,10 +319,14 @@ def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
 def method_cycles(config, method, seed):
     """The method's initial cycle (the seed's shared draw, trained with its flags) and its cycles."""
     layout = config.layout
-    initial, variant = layout.initial(seed), layout.initial(seed, method.initial_variant())
+    initial, variant = layout.initial(seed), layout.initial(seed, method.initial_folder())
     cycle0 = layout.cycle(method.name, seed, 0)
     shared = tuple(str(cycle0 / name) for name in MODEL_FILES)  # once the method has them, the variant is done
-    steps = [Link(str(initial), str(variant), ("index.json",), shared)] if variant != initial else []
+    steps = []
+    if variant != initial:
+        steps.append(Link(str(initial), str(variant), ("index.json",), shared))
+        legacy = layout.initial(seed, method.legacy_initial_folder())
+        steps.append(Link(str(legacy), str(variant), MODEL_FILES[1:], shared, optional=True))
     steps += train_and_evaluate(config, variant, seed, method.train_flags, shared)
     steps.append(Link(str(variant), str(cycle0), MODEL_FILES))
     select_flags = method.select_flags

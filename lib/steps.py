@@ -16,15 +16,15 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lib.errors import EXIT_USER_ERROR, UserError
-from lib.experiment import Link
+from lib.errors import UserError, exit_code_of
+from lib.experiment import Link, Step
+from lib.fileio import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,15 +32,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def run_plan(steps, separate_processes=False):
     """Run `steps` in order; the exit code of the first that fails, else 0."""
     for step in steps:
+        done = why_done(step)
         if isinstance(step, Link):
-            if not _all_exist(step.needed_for):
-                link_files(Path(step.source), Path(step.target), step.names)
+            if not done:
+                link_files(Path(step.source), Path(step.target), step.names, step.optional)
             continue
-        if step.output is not None and os.path.exists(step.output):
-            print(f"skip {step.script}: {step.output} exists")
-            continue
-        if step.needed_for and _all_exist(step.needed_for):
-            print(f"skip {step.script}: {step.output} is not needed, {Path(step.needed_for[0]).parent} is done")
+        if done:
+            print(f"skip {step.script}: {done}")
             continue
         if step.output is not None:
             print(f"run {step.script} -> {step.output}")
@@ -51,41 +49,65 @@ def run_plan(steps, separate_processes=False):
     return 0
 
 
-def _all_exist(paths):
-    return bool(paths) and all(os.path.exists(path) for path in paths)
+def why_done(step):
+    """Why `step` needs no run (its output exists, or what it feeds does), or None when it does."""
+    if isinstance(step, Step) and step.output is not None and os.path.exists(step.output):
+        return f"{step.output} exists"
+    if isinstance(step, Link) and all((Path(step.target) / name).exists() for name in step.names):
+        return f"{step.target} has {', '.join(step.names)}"
+    if step.needed_for and all(os.path.exists(path) for path in step.needed_for):
+        return f"{step.output if isinstance(step, Step) else step.target} is not needed, " \
+               f"{Path(step.needed_for[0]).parent} is done"
+    return None
 
 
-def link_files(source, target, names):
-    """Share finished files without copying them; a file system without hard links gets atomic copies."""
+def link_files(source, target, names, optional=False):
+    """Share finished files without copying them; a file system without hard links gets atomic copies. A missing
+    source is a UserError, or skipped when `optional`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
         if (target / name).exists():
             continue
+        if not (source / name).exists():
+            if optional:
+                continue
+            raise UserError(f"{source / name}: missing, a step of the experiment was to write it")
         try:
             os.link(source / name, target / name)
         except OSError:
-            handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target)
-            os.close(handle)
-            shutil.copyfile(source / name, temp)
-            os.replace(temp, target / name)
+            with atomic_write(target / name) as handle, open(source / name, "rb") as original:
+                shutil.copyfileobj(original, handle)
 
 
 def run_separately(step):
-    return subprocess.run([sys.executable, str(REPO_ROOT / step.script), *step.argv], check=False).returncode
+    # close_fds=False: the step inherits the experiment's lock (scripts/lib/al_loop.sh), as in a shell.
+    return subprocess.run([sys.executable, str(REPO_ROOT / step.script), *step.argv], check=False,
+                          close_fds=False).returncode
 
 
 def run_here(step):
-    """`main(argv)` of the step's script, as `run_cli` would run it: a UserError is one `error:` line."""
+    """`main(argv)` of the step's script, as its own process would run it: a UserError is one `error:` line, and
+    usage errors name the script."""
     main = _script_main(step.script)
-    with fresh_process_state():
+    with fresh_process_state(), _program_name(REPO_ROOT / step.script):
         try:
-            main(list(step.argv))
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        except SystemExit as exit_:  # argparse's usage errors
-            return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
+            return exit_code_of(main, list(step.argv))
+        except SystemExit as exit_:  # argparse's usage errors, --help
+            if exit_.code is None or isinstance(exit_.code, int):
+                return exit_.code or 0
+            print(exit_.code, file=sys.stderr)
+            return 1
+
+
+@contextlib.contextmanager
+def _program_name(path):
+    """sys.argv[0] as the script's own process has it: argparse names the program after it."""
+    argv = sys.argv
+    sys.argv = [str(path)]
+    try:
+        yield
+    finally:
+        sys.argv = argv
 
 
 _MAINS = {}

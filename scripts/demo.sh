@@ -23,6 +23,6 @@ TRAIN_ARGS="--arch ${ARCH:-tiny} --epochs $EPOCHS --batch-size 4 --crop 96x128 -
 SELECT_ARGS="--workers 0"
 EVAL_ARGS="--workers 0"
 
-"$PYTHON" "$REPO_ROOT/scripts/make_synthetic.py" "$DATA_ROOT" --sequences 30 --frames 4 --val-images 40 \
+[ "${PLAN:-0}" != 0 ] || "$PYTHON" "$REPO_ROOT/scripts/make_synthetic.py" "$DATA_ROOT" --sequences 30 --frames 4 --val-images 40 \
     --height 96 --width 128 --seed 0
 time run_experiment

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.cli import script_parser  # noqa: E402
 from lib.errors import run_cli  # noqa: E402
 from lib.experiment import Config, Link, plan  # noqa: E402
-from lib.steps import run_plan  # noqa: E402
+from lib.steps import run_plan, why_done  # noqa: E402
 
 
 def get_args_parser():
@@ -34,12 +34,10 @@ def get_args_parser():
 def describe(step):
     """One line of --plan: `done` or `todo`, then the step as a command line."""
     if isinstance(step, Link):
-        done = all((Path(step.target) / name).exists() for name in step.names)
         line = f"link {', '.join(step.names)}: {shlex.quote(step.source)} -> {shlex.quote(step.target)}"
     else:
-        done = step.output is not None and os.path.exists(step.output)
         line = shlex.join(["python", step.script, *step.argv])
-    return f"{'done' if done else 'todo'} {line}"
+    return f"{'done' if why_done(step) else 'todo'} {line}"
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO_ROOT, import_script
 from lib.errors import UserError
-from lib.experiment import Config, Layout, Link, Step, plan, variant_folder_name
+from lib.experiment import Config, Layout, Link, Step, plan, flags_folder_name
 from lib.report import collect_curves
 from lib.steps import run_plan
 
@@ -134,18 +134,18 @@ def test_the_initial_draw_is_shared_and_variants_get_their_own_model(tmp_path):
     initial_selections = [s for s in commands(steps) if s.script == "select.py" and "/_initial/" in s.output]
     assert len(initial_selections) == 1  # one draw per seed, whatever the methods
     links = {Path(link.target).relative_to(tmp_path).as_posix(): Path(link.source).relative_to(tmp_path).as_posix()
-             for link in steps if isinstance(link, Link) and link.names != ("index.json",)}
+             for link in steps if isinstance(link, Link) and link.names == ("index.json", "model.pt", "metrics.json")}
     assert links == {"entropy/seed0/cycle0": "_initial/seed0", "random/seed0/cycle0": "_initial/seed0",
                      "bald/seed0/cycle0": "_initial/seed0/mc-dropout",
                      "bald-ssl/seed0/cycle0": "_initial/seed0/ssl=s4gan,disc-lr=2.5e-5,mc-dropout"}
 
 
-def test_variant_folder_names_are_distinct_readable_and_safe():
-    assert variant_folder_name(("--mc-dropout",)) == "mc-dropout"
-    assert variant_folder_name(("--disc-lr", "2.5e-5")) != variant_folder_name(("--disc-lr", "2.5e5"))
-    assert variant_folder_name(("--pseudo-dir", "a/b")) == "pseudo-dir=a%2Fb"  # one folder, not two
-    long = variant_folder_name(("--reco-weight", "1" * 300))
-    assert len(long) <= 120 and long != variant_folder_name(("--reco-weight", "1" * 299))
+def test_flags_folder_names_are_distinct_readable_and_safe():
+    assert flags_folder_name(("--mc-dropout",)) == "mc-dropout"
+    assert flags_folder_name(("--disc-lr", "2.5e-5")) != flags_folder_name(("--disc-lr", "2.5e5"))
+    assert flags_folder_name(("--pseudo-dir", "a/b")) == "pseudo-dir=a%2Fb"  # one folder, not two
+    long = flags_folder_name(("--reco-weight", "1" * 300))
+    assert len(long) <= 120 and long != flags_folder_name(("--reco-weight", "1" * 299))
 
 
 def test_word_lists_split_as_the_shell_does():
@@ -175,7 +175,7 @@ def test_an_unknown_method_is_refused_before_any_step():
 
 def test_an_unknown_ssl_mode_is_refused_when_an_ssl_method_needs_it():
     plan(tiny_config("o", ssl="fixmatch"))  # no -ssl method: SSL is not read
-    with pytest.raises(UserError, match=r"^SSL: 'fixmatch' is not a mode of train.py --ssl \(none, selftrain, s4gan\)$"):
+    with pytest.raises(UserError, match=r"^SSL: 'fixmatch' is not a mode of train.py --ssl \(none, selftrain, s4gan\)"):
         plan(tiny_config("o", methods=("entropy-ssl",), ssl="fixmatch"))
 
 
@@ -205,6 +205,32 @@ def test_steps_whose_outputs_exist_or_are_not_needed_are_skipped(tmp_path, capsy
     assert not (tmp_path / "target").exists()
 
 
+def test_an_experiment_of_the_shell_loop_keeps_its_initial_models(tmp_path, capsys):
+    """The shell loop named bald's initial folder mcdropout: its finished model is linked, not trained again."""
+    config = tiny_config(tmp_path, methods=("bald",), cycles=0)
+    legacy = config.layout.initial(0, "mcdropout")
+    legacy.mkdir(parents=True)
+    for name in ("index.json", "model.pt", "metrics.json"):
+        (legacy / name).write_text(name)
+    (legacy.parent / "index.json").write_text("index.json")
+    *steps, summary = plan(config)
+    assert run_plan(steps) == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    for name in ("model.pt", "metrics.json"):
+        assert os.path.samefile(config.layout.cycle("bald", 0, 0) / name, legacy / name)
+
+
+def test_a_step_in_this_process_names_its_script_in_usage_errors(capfd):
+    assert run_plan([Step("train.py", ("--no-such-flag",), None)]) == 2
+    assert capfd.readouterr().err.endswith("(see train.py --help)\n")
+
+
+def test_a_missing_file_to_share_is_one_error_line(tmp_path):
+    with pytest.raises(UserError, match=r"^.*/model.pt: missing, a step of the experiment was to write it$"):
+        run_plan([Link(str(tmp_path / "a"), str(tmp_path / "b"), ("model.pt",))])
+    assert [p.name for p in (tmp_path / "b").iterdir()] == []
+
+
 LEAKY_SCRIPT = """
 import torch
 from torch.utils.data import DataLoader
@@ -229,7 +255,7 @@ def test_a_step_in_this_process_starts_fresh_and_leaves_nothing_behind(tmp_path,
     torch.manual_seed(123)  # whatever an earlier step did
     replayed = f"{torch.randint(1 << 30, ()).item()}\n"
     torch.manual_seed(123)
-    threads, fds = torch.get_num_threads(), len(os.listdir("/proc/self/fd"))
+    threads, fds = torch.get_num_threads(), len(os.listdir("/dev/fd"))
     assert run_plan([Step(str(script), ("leaky.py",), None)]) == 2
     out, err = capfd.readouterr()
     assert out != replayed and err == "error: leaky.py failed\n"
@@ -237,7 +263,7 @@ def test_a_step_in_this_process_starts_fresh_and_leaves_nothing_behind(tmp_path,
     assert not torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
     import multiprocessing
 
-    assert multiprocessing.active_children() == [] and len(os.listdir("/proc/self/fd")) == fds
+    assert multiprocessing.active_children() == [] and len(os.listdir("/dev/fd")) == fds
 
 
 def run_experiment(out, pool, *flags):

@@ -49,7 +49,7 @@ class Method:
         return "mc_dropout" in self.model_needs
 
     @property
-    def needs_pool_umap(self):
+    def reads_pool_map(self):
         """It keeps one map of the pool per experiment and seed (lib.experiment's --umap-cache)."""
         return "pool_map" in self.inputs
 

@@ -54,8 +54,11 @@ class SslMode:
         the model's learning-rate schedule."""
         return SslMode()
 
+    def __init__(self, batches=None):
+        self._batches = batches  # epoch -> endless batches of unlabeled crops; None: the labeled crops alone
+
     def batches(self, epoch):
-        return None
+        return self._batches and self._batches(epoch)
 
     def loss(self, images, logits, masks, num_labeled):
         return logits.new_zeros((), dtype=torch.float32), masks

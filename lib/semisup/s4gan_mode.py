@@ -46,11 +46,8 @@ class S4GanTraining(SslMode):
         return cls(adversary, epoch_batches(args, images, ids))
 
     def __init__(self, adversary, batches):
+        super().__init__(batches)  # crops whose unlabeled pixels are UNLABELED
         self.adversary = adversary
-        self._batches = batches  # epoch -> endless batches of crops whose unlabeled pixels are UNLABELED
-
-    def batches(self, epoch):
-        return self._batches(epoch)
 
     def loss(self, images, logits, masks, num_labeled):
         return self.adversary.model_loss(images, logits, masks, num_labeled)

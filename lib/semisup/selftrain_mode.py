@@ -73,13 +73,7 @@ class SelfTraining(SslMode):
         # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
         pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, images.dataset, ids, device,
                                           args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW)
-        return cls(epoch_batches(args, images, ids, pseudo_paths))
-
-    def __init__(self, batches):
-        self._batches = batches  # epoch -> endless batches of pseudo-labeled crops
-
-    def batches(self, epoch):
-        return self._batches(epoch)
+        return cls(epoch_batches(args, images, ids, pseudo_paths))  # labeled by the teacher where no true label is
 
     def loss(self, images, logits, masks, num_labeled):
         # Averaged over its own pixels: a few labels are not drowned by many pseudo labels.

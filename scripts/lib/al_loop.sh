@@ -16,7 +16,7 @@
 #   CYCLES              acquisition cycles after the initial one (4)
 #   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
 #   UNIT_ARGS           unit of annotation for select.py (e.g. --unit patch --grid 4x4)
-#   PRETRAINED          ImageNet backbone weights for train.py and MEAL's map of the pool
+#   PRETRAINED          ImageNet backbone weights for MEAL's map of the pool
 #   POOL                JSON list of image ids: the pool is these images of SPLIT (--pool)
 #   DEVICE              --device of train.py, evaluate.py and the selections with a model
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts, split into words as
@@ -29,7 +29,7 @@
 #                       fully supervised reference
 #   SEPARATE_PROCESSES  1: every step in a Python of its own (by default the steps share one)
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
-#   PLAN                1: print the steps, marking those done, and exit (no lock, nothing written)
+#   PLAN                1: print the steps, marking those done, and exit (no lock; no step runs)
 #
 # Layout: OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json}; the initial
 # cycle is one random draw per seed, trained once under OUT/_initial/seed<k> and hard-linked
@@ -51,7 +51,8 @@ lock_experiment() {  # hold OUT/.lock until this shell and its children exit; ex
     # that took it; a flock(2) lock belongs to the open file description, so a helper
     # that locks the fd it inherits from this shell leaves it held when it exits. The
     # kernel drops it once the last holder of the fd exits, SIGKILL included; the steps
-    # inherit the fd, so a step that outlives a killed shell keeps OUT locked.
+    # inherit the fd (lib/steps.py passes it to steps in processes of their own), so a step
+    # that outlives a killed shell keeps OUT locked.
     # fd 9 rather than {fd}: macOS's /bin/bash 3.2 lacks the latter.
     exec 9>>"$OUT/.lock"
     "$PYTHON" -c '

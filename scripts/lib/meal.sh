@@ -14,6 +14,7 @@ run_meal() {  # run_meal DATASET CYCLES CROP
     METHODS=${METHODS:-random entropy meal meal-ft}
     SEEDS=${SEEDS:-0 1 2}
     PRETRAINED=${PRETRAINED:-imagenet}
+    TRAIN_FLAGS=(--pretrained "$PRETRAINED")  # an array: a path with spaces stays one word
     UNIT_ARGS="--unit patch --grid 4x4"
     INITIAL_METHOD=random-images INITIAL=32 STEP=32 CYCLES=${CYCLES:-$2}
     TRAIN_ARGS="--arch mobilenet_v2 --freeze-backbone --optimizer adam --lr 1e-3

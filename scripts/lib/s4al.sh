@@ -19,7 +19,8 @@ run_s4al() {  # run_s4al DATASET REGION_SIDE CYCLES CROP
     UNIT_ARGS="--unit region --region-size $2"
     INITIAL=10%px STEP= CYCLES=${CYCLES:-$3}
     SELECT_ARGS="--region-ranking per-image --regions-per-image 4"
-    PRETRAINED=${PRETRAINED-imagenet}
+    local pretrained=${PRETRAINED-imagenet}
+    TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
     TRAIN_ARGS="--arch mobilenet_v2 --optimizer sgd --lr 1e-2
         --lr-schedule poly --weight-decay 1e-4 --epochs ${EPOCHS:-100} --batch-size 4 --crop ${CROP:-$4}"
     SUMMARY_ARGS="--x-axis pixels"

@@ -23,8 +23,8 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
     METHODS=${METHODS:-$STUDY_METHODS}
     SEEDS=${SEEDS:-0 1 2}
     SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6 --disc-lr 2.5e-5"
-    local crop=256x512
-    PRETRAINED=${PRETRAINED-imagenet}
+    local crop=256x512 pretrained=${PRETRAINED-imagenet}
+    TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
     if [ "$DATASET" = voc ]; then
         crop=321x321 SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6"
     fi
