@@ -5,7 +5,9 @@
     ... python scripts/run_experiment.py -- --pretrained "/my weights.pth"   # TRAIN_FLAGS, one word each
 
 The shell scripts call it under their lock, with their log; every step whose output
-exists is skipped, so running it again resumes a killed experiment.
+exists is skipped, so running it again resumes a killed experiment. Its settings are
+recorded in OUT/experiment.json, and a later run with other ones stops unless
+ACCEPT_CHANGES=1 (lib/recorded_settings.py).
 """
 import os
 import shlex
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.cli import script_parser  # noqa: E402
 from lib.errors import run_cli  # noqa: E402
 from lib.experiment import Config, Link, plan  # noqa: E402
+from lib.recorded_settings import check_settings  # noqa: E402
 from lib.steps import run_plan, why_done  # noqa: E402
 
 
@@ -42,10 +45,12 @@ def describe(step):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    steps = plan(Config.from_environ(os.environ, args.train_flags))
+    config = Config.from_environ(os.environ, args.train_flags)
+    steps = plan(config)
     if args.plan:
         print("\n".join(describe(step) for step in steps))
         return
+    check_settings(config, accept_changes=os.environ.get("ACCEPT_CHANGES", "0") not in ("", "0"))
     code = run_plan(steps, args.separate_processes)
     if code:
         sys.exit(code)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO_ROOT, fail, import_script, run_loop
+from conftest import LOOP_COMMAND, REPO_ROOT, fail, import_script, loop_env, run_loop
 
 train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
 
@@ -58,6 +58,18 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
     stdout = run_loop(synthetic_pool, out)
     assert "run train.py" not in stdout and "run select.py" not in stdout and stdout.count("skip ") == 11  # the initial selection, then 5 steps per method
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+
+
+def test_rerun_with_other_settings_stops_and_names_them(synthetic_pool, experiment):
+    out, _ = experiment
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name not in ("log.txt", ".lock")}
+    env = loop_env(synthetic_pool, out, TRAIN_ARGS="--arch tiny --epochs 3 --batch-size 2 --crop 32x48 --workers 0")
+    run = subprocess.run(LOOP_COMMAND, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert run.returncode == 2 and not [line for line in run.stdout.splitlines() if line.startswith("run ")]
+    assert (f"error: {out}: this experiment was run with other settings (TRAIN_ARGS was '--arch tiny --epochs 2 "
+            f"--batch-size 2 --crop 32x48', is '--arch tiny --epochs 3 --batch-size 2 --crop 32x48'); use another "
+            f"OUT") in run.stdout  # the log's copy of stderr
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name not in ("log.txt", ".lock")}
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ import torch
 
 from conftest import REPO_ROOT, import_script
 from lib.errors import UserError
-from lib.experiment import Config, Layout, Link, Step, plan, flags_folder_name
+from lib.experiment import Config, Layout, Link, Step, flags_folder_name, plan
+from lib.recorded_settings import check_settings
 from lib.report import collect_curves
 from lib.steps import run_plan
 
@@ -296,3 +297,20 @@ def test_one_process_gives_the_results_of_separate_processes(synthetic_pool, tmp
             assert json.loads(ours.read_text())["methods"] == json.loads(theirs.read_text())["methods"]
         elif name.suffix != ".png":
             assert ours.read_bytes() == theirs.read_bytes(), name
+
+
+def test_a_rerun_with_other_settings_stops_unless_accepted(tmp_path, capsys):
+    config = tiny_config(tmp_path, train_args=("--epochs", "10", "--workers", "2"))
+    check_settings(config, accept_changes=False)  # the first run records them
+    recorded = (tmp_path / "experiment.json").read_text()
+    same = tiny_config(tmp_path, train_args=("--epochs", "10", "--workers=0", "--device", "cpu"), seeds=(0, 1),
+                       methods=("entropy", "bald"), cycles=5, budget="30")  # runtime flags, extensions, the table
+    check_settings(same, accept_changes=False)
+    longer = tiny_config(tmp_path, train_args=("--epochs", "20"), initial="5%")
+    with pytest.raises(UserError, match=r"this experiment was run with other settings \(INITIAL was '10%', is "
+                                        r"'5%'; TRAIN_ARGS was '--epochs 10', is '--epochs 20'\); use another OUT"):
+        check_settings(longer, accept_changes=False)
+    assert (tmp_path / "experiment.json").read_text() == recorded
+    check_settings(longer, accept_changes=True)
+    assert "settings changed (INITIAL, TRAIN_ARGS), accepted" in capsys.readouterr().out
+    check_settings(longer, accept_changes=False)  # the accepted settings are the record now

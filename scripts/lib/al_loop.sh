@@ -27,6 +27,9 @@
 #   A2D2_ROOT A2D2_POOLS   build the study's redundant A2D2 pools from A2D2_ROOT into A2D2_POOLS first
 #   FULL                1: also train and evaluate on the whole pool (OUT/_full/seed<k>), the
 #                       fully supervised reference
+#   ACCEPT_CHANGES      1: go on with settings other than those recorded in OUT/experiment.json by the
+#                       first run (the variables that shape results; more METHODS, SEEDS or CYCLES are
+#                       no change), keeping the finished steps; without it such a run stops at once
 #   SEPARATE_PROCESSES  1: every step in a Python of its own (by default the steps share one)
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #   PLAN                1: print the steps, marking those done, and exit (no lock; no step runs)
@@ -44,7 +47,7 @@
 # The configuration, handed to scripts/run_experiment.py in its environment.
 CONFIG_VARIABLES="DATASET DATA_ROOT OUT SPLIT VAL_SPLIT VAL_DATASET VAL_DATA_ROOT METHODS SEEDS SSL SSL_ARGS
     INITIAL STEP INITIAL_METHOD CYCLES BUDGET UNIT_ARGS PRETRAINED POOL DEVICE TRAIN_ARGS SELECT_ARGS EVAL_ARGS
-    SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL"
+    SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL ACCEPT_CHANGES"
 
 lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it
     # flock(1) is missing on macOS, and a POSIX lock (fcntl/lockf) dies with the process

@@ -1,0 +1,70 @@
+"""An experiment's settings, recorded in OUT/experiment.json by its first run and checked by every later one.
+
+Every step is skipped when its output exists, so a re-run with other settings (say
+--epochs 20 after 10) would skip the finished steps, train the rest differently and
+print one table of both. The variables that shape results must therefore stay what
+they were, unless the user accepts the change (ACCEPT_CHANGES=1). Extending an
+experiment is not a change: more METHODS, SEEDS or CYCLES add curves and points
+without touching the finished ones, and BUDGET, SETTING and SUMMARY_ARGS only
+choose what the table shows. Flags of where and how fast a step runs (RUNTIME_FLAGS,
+DEVICE) are not settings either.
+"""
+import os
+import shlex
+
+from lib.errors import UserError
+from lib.fileio import read_json, write_json
+
+# Config field -> the variable of scripts/lib/al_loop.sh that sets it.
+SETTINGS = {
+    "dataset": "DATASET", "data_root": "DATA_ROOT", "split": "SPLIT", "pool": "POOL",
+    "val_dataset": "VAL_DATASET", "val_data_root": "VAL_DATA_ROOT", "val_split": "VAL_SPLIT",
+    "initial": "INITIAL", "initial_method": "INITIAL_METHOD", "step": "STEP", "unit_args": "UNIT_ARGS",
+    "train_args": "TRAIN_ARGS", "select_args": "SELECT_ARGS", "eval_args": "EVAL_ARGS",
+    "ssl": "SSL", "ssl_args": "SSL_ARGS", "pretrained": "PRETRAINED",
+}
+# Flags that never change a step's outputs, with the number of words they take after them.
+RUNTIME_FLAGS = {"--device": 1, "-j": 1, "--workers": 1, "--cache-dir": 1, "--log-interval": 1}
+RECORD = "experiment.json"
+
+
+def settings_of(config):
+    """{variable: value} of the settings that shape the results, word lists without their runtime flags."""
+    settings = {}
+    for field, variable in SETTINGS.items():
+        value = getattr(config, field)
+        settings[variable] = shlex.join(without_runtime_flags(value)) if isinstance(value, tuple) else value
+    return settings
+
+
+def without_runtime_flags(words):
+    kept, skip = [], 0
+    for word in words:
+        if skip:
+            skip -= 1
+        elif word in RUNTIME_FLAGS:
+            skip = RUNTIME_FLAGS[word]
+        elif word.split("=", 1)[0] not in RUNTIME_FLAGS:  # --workers=0
+            kept.append(word)
+    return kept
+
+
+def check_settings(config, accept_changes):
+    """Record the settings at the first run; refuse other ones later, unless `accept_changes` records them."""
+    path = os.path.join(config.out, RECORD)
+    settings = settings_of(config)
+    if os.path.exists(path):
+        recorded = read_json(path, "experiment record")
+        if not isinstance(recorded, dict):
+            raise UserError(f"{path}: not an experiment record (a JSON object of settings); delete it to record "
+                            f"the current settings")
+        changed = [name for name in settings if recorded.get(name, settings[name]) != settings[name]]
+        if not changed:
+            return
+        if not accept_changes:
+            shown = "; ".join(f"{name} was {recorded[name]!r}, is {settings[name]!r}" for name in changed)
+            raise UserError(f"{config.out}: this experiment was run with other settings ({shown}); use another OUT "
+                            f"for a new experiment, or ACCEPT_CHANGES=1 to go on with these (finished steps are kept)")
+        print(f"{config.out}: settings changed ({', '.join(changed)}), accepted: finished steps are kept")
+    os.makedirs(config.out, exist_ok=True)
+    write_json(path, settings)
