@@ -48,6 +48,19 @@ class Layout:
     def full(self, seed):
         return self.root / FULL / f"seed{seed}"
 
+    def where(self, path, cycles):
+        """Which part of the experiment a file of it belongs to, in words: 'seed 0, entropy, cycle 2 of 4'."""
+        parts = Path(path).relative_to(self.root).parts
+        seed = next((m[1] for part in parts if (m := SEED_DIR.match(part))), None)
+        if seed is None:
+            return "the whole experiment"
+        if parts[0] == INITIAL:
+            return f"seed {seed}, the initial cycle" + (f" ({parts[2]})" if len(parts) > 3 else "")
+        if parts[0] == FULL:
+            return f"seed {seed}, full supervision"
+        cycle = next((m[1] for part in parts if (m := CYCLE_DIR.match(part))), "?")
+        return f"seed {seed}, {parts[0]}, cycle {cycle} of {cycles}"
+
     def metrics_files(self):
         """{method: {seed: [(cycle, metrics.json), ...] by cycle}} of the finished cycles. Folders whose
         name starts with '_' or '.' hold shared or temporary state, not curves."""

@@ -16,6 +16,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -25,12 +26,16 @@ import torch
 from lib.errors import UserError, exit_code_of
 from lib.experiment import Link, Step
 from lib.fileio import atomic_write
+from lib.progress import format_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_plan(steps, separate_processes=False):
-    """Run `steps` in order; the exit code of the first that fails, else 0."""
+def run_plan(steps, separate_processes=False, where=None):
+    """Run `steps` in order; the exit code of the first that fails, else 0. Before each step with an output, a
+    line says how far the run is: `[n/N] where(step); about H:MM:SS left` once every kind of step left is timed."""
+    timings = Timings({step.output: step.script for step in steps
+                       if isinstance(step, Step) and step.output is not None and not why_done(step)})
     for step in steps:
         done = why_done(step)
         if isinstance(step, Link):
@@ -39,14 +44,47 @@ def run_plan(steps, separate_processes=False):
             continue
         if done:
             print(f"skip {step.script}: {done}")
+            timings.forget(step)  # done since the run began (a later method's share of a variant)
             continue
         if step.output is not None:
+            print(timings.progress(step, where))
             print(f"run {step.script} -> {step.output}")
             Path(step.output).parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         code = run_separately(step) if separate_processes else run_here(step)
         if code:
             return code
+        timings.record(step, time.monotonic() - started)
     return 0
+
+
+class Timings:
+    """How long this run's steps took, by script: the time left is the mean of each script's steps so far times
+    the steps of it left."""
+
+    def __init__(self, todo):
+        self.todo = todo  # {output: script} of the steps left to run, each output once
+        self.total = len(todo)
+        self.seconds = {}  # script -> [seconds of each step run]
+
+    def record(self, step, seconds):
+        self.seconds.setdefault(step.script, []).append(seconds)
+        self.forget(step)
+
+    def forget(self, step):
+        self.todo.pop(step.output, None)
+
+    def left(self):
+        """Seconds left, or None while a script left to run has no timed step yet."""
+        if any(script not in self.seconds for script in self.todo.values()):
+            return None
+        return sum(sum(self.seconds[script]) / len(self.seconds[script]) for script in self.todo.values())
+
+    def progress(self, step, where=None):
+        number = self.total - len(self.todo) + 1
+        left = self.left()
+        return (f"[{number}/{self.total}]" + (f" {where(step)}" if where else "")
+                + (f"; about {format_duration(left)} left" if left is not None else ""))
 
 
 def why_done(step):

@@ -51,7 +51,7 @@ def main(argv=None):
         print("\n".join(describe(step) for step in steps))
         return
     check_settings(config, accept_changes=os.environ.get("ACCEPT_CHANGES", "0") not in ("", "0"))
-    code = run_plan(steps, args.separate_processes)
+    code = run_plan(steps, args.separate_processes, lambda step: config.layout.where(step.output, config.cycles))
     if code:
         sys.exit(code)
 

@@ -139,7 +139,8 @@ def test_a_failing_step_stops_the_run_with_its_exit_code(synthetic_pool, tmp_pat
     stdout, stderr = loop.communicate(timeout=120)
     assert loop.returncode == 2, (stdout + stderr)[-3000:]
     [run] = log_runs(out)
-    assert run[0].startswith("run select.py") and run[-1].startswith("error: ") and len(run) == 2
+    assert run[0].startswith("[1/") and run[1].startswith("run select.py") and run[-1].startswith("error: ")
+    assert len(run) == 3
     assert (out / "log.txt").read_text() == stdout
 
 

@@ -14,7 +14,7 @@ from lib.errors import UserError
 from lib.experiment import Config, Layout, Link, Step, flags_folder_name, plan
 from lib.recorded_settings import check_settings
 from lib.report import collect_curves
-from lib.steps import run_plan
+from lib.steps import Timings, run_plan
 
 AWKWARD = "my runs/it's \"here\""  # folders with a space, a single quote and a double quote
 PAPER_SCRIPTS = sorted(p.name for p in (REPO_ROOT / "scripts").glob("*.sh") if p.name != "test.sh")
@@ -189,6 +189,26 @@ def test_layout_is_what_the_report_reads(tmp_path):
     layout.initial(3).mkdir(parents=True)  # shared state, not a curve
     (layout.initial(3) / "metrics.json").write_text(json.dumps({"labeled_fraction": 0.1, "miou": 0.3}))
     assert collect_curves(tmp_path) == {"entropy": {3: [(0, 10.0, 30.0), (1, 20.0, 40.0)]}}
+
+
+def test_where_a_file_belongs_in_words(tmp_path):
+    layout = Layout(tmp_path)
+    assert layout.where(layout.cycle("entropy", 2, 3) / "model.pt", 4) == "seed 2, entropy, cycle 3 of 4"
+    assert layout.where(layout.initial(0, "mc-dropout") / "model.pt", 4) == "seed 0, the initial cycle (mc-dropout)"
+    assert layout.where(layout.initial(0) / "index.json", 4) == "seed 0, the initial cycle"
+    assert layout.where(layout.full(1) / "metrics.json", 4) == "seed 1, full supervision"
+
+
+def test_the_time_left_counts_each_kind_of_step_left_at_its_mean():
+    steps = [Step("train.py", (), "a"), Step("evaluate.py", (), "b"), Step("train.py", (), "c")]
+    timings = Timings({step.output: step.script for step in steps})
+    assert timings.progress(steps[0]) == "[1/3]"
+    timings.record(steps[0], 100)
+    assert timings.progress(steps[1], lambda step: step.output) == "[2/3] b"  # evaluate.py not timed yet
+    timings.record(steps[1], 20)
+    assert timings.progress(steps[2]) == "[3/3]; about 1:40 left"
+    timings.record(steps[2], 300)
+    assert timings.left() == 0
 
 
 def test_steps_whose_outputs_exist_or_are_not_needed_are_skipped(tmp_path, capsys):
