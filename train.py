@@ -22,7 +22,6 @@ removed, so "--out exists" means "training is done".
 import argparse
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from lib.engine import (
     train_one_epoch,
 )
 from lib.errors import UserError, describe_error, run_cli
-from lib.fileio import sha256_of
+from lib.fileio import is_number, sha256_of
 from lib.index import load_index
 from lib.models import ARCHS, build_model
 from lib.outputs import check_outputs
@@ -299,9 +298,9 @@ def describe(args, train_args, model_args, images, index, index_sha256):
     }
 
 
-def save_epoch(args, run, ssl, description, epoch, loss):
+def save_epoch(args, run, ssl, description, epoch, loss, progress):
     """The checkpoint of `epoch`: the .resume file, --out after the last epoch; nothing of broken weights."""
-    state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss}
+    state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss, "progress": progress.state_dict()}
     broken = first_non_finite(state["model"])
     if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
         raise UserError(f"training diverged, NaN or infinite weights ({broken}) after epoch {epoch}, nothing "
@@ -312,20 +311,34 @@ def save_epoch(args, run, ssl, description, epoch, loss):
         save_checkpoint(resume_path(args), {**state, **ssl.state_dict()})
 
 
-def train_epochs(args, run, ssl, images, description, start_epoch):
-    """The epochs from `start_epoch` on, each followed by its checkpoint."""
+def earlier_progress(resumed):
+    """{done, items, elapsed} of the steps before a resume, which count too; zeros for a fresh run, or a .resume
+    file of a version that did not record them (it counts from the resume on)."""
+    recorded = (resumed or {}).get("progress")
+    if isinstance(recorded, dict) and all(is_number(recorded.get(key)) for key in ("done", "items", "seconds")):
+        return {"done": int(recorded["done"]), "items": int(recorded["items"]), "elapsed": float(recorded["seconds"])}
+    return {"done": 0, "items": 0, "elapsed": 0.0}
+
+
+def train_epochs(args, run, ssl, images, description, resumed):
+    """The epochs after those of the `resumed` checkpoint (None: all), each followed by its checkpoint; the
+    progress of the whole run, which it returns."""
     crops = LabeledCrops(images.dataset, images.unit, images.labeled, args.crop, args.flip, args.seed, images.mean,
                          images.std)
     contrastive = contrastive_head(args)
-    remaining_steps = steps_per_epoch(len(crops), args.batch_size) * (args.epochs - start_epoch + 1)
-    progress = Progress("train", remaining_steps, interval=args.log_interval)
+    start_epoch = resumed["epoch"] + 1 if resumed else 1
+    per_epoch = steps_per_epoch(len(crops), args.batch_size)
+    before = earlier_progress(resumed)
+    progress = Progress("train", per_epoch * (args.epochs - start_epoch + 1) + before["done"],
+                        interval=args.log_interval, **before)
     for epoch in range(start_epoch, args.epochs + 1):
         seeding.seed_epoch(args.seed, epoch)
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
         loss = train_one_epoch(run.model, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler, run.scaler,
                                run.device, progress)
-        save_epoch(args, run, ssl, description, epoch, loss)
+        save_epoch(args, run, ssl, description, epoch, loss, progress)
+    return progress
 
 
 def main(argv=None):
@@ -349,11 +362,10 @@ def main(argv=None):
     what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
     print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
           f"for {args.epochs} epochs on {device}{' with AMP' if run.scaler.is_enabled() else ''}")
-    started = time.monotonic()
-    train_epochs(args, run, ssl, images, description, resumed["epoch"] + 1 if resumed else 1)
+    progress = train_epochs(args, run, ssl, images, description, resumed)
     if os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
-    print(f"wrote {args.out} ({format_duration(time.monotonic() - started)})")
+    print(f"wrote {args.out} ({format_duration(progress.elapsed())})")
 
 
 if __name__ == "__main__":

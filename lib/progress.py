@@ -15,7 +15,10 @@ def format_duration(seconds):
 
 
 class Progress:
-    def __init__(self, label, total, unit="img", stream=None, interval=30.0, clock=time.monotonic):
+    """`total` steps; `done`, `items` and `elapsed` seconds of them may come from an earlier, resumed part."""
+
+    def __init__(self, label, total, unit="img", stream=None, interval=30.0, clock=time.monotonic, done=0, items=0,
+                 elapsed=0.0):
         self.label = label
         self.total = total
         self.unit = unit
@@ -23,9 +26,17 @@ class Progress:
         self.interval = interval
         self.clock = clock
         self.live = self.stream.isatty()
-        self.start = self.last_print = clock()
-        self.done = 0
-        self.items = 0
+        self.last_print = clock()
+        self.start = self.last_print - elapsed
+        self.done = done
+        self.items = items
+
+    def elapsed(self):
+        return self.clock() - self.start
+
+    def state_dict(self):
+        """What a resumed run needs to go on counting: the steps, samples and seconds so far."""
+        return {"done": self.done, "items": self.items, "seconds": self.elapsed()}
 
     def update(self, steps=1, items=0, **values):
         """Record `steps` finished steps that processed `items` samples; values are shown as k=v."""

@@ -43,3 +43,23 @@ def test_live_bar_on_a_terminal():
 
 def test_format_duration():
     assert format_duration(65) == "1:05" and format_duration(3725) == "1:02:05"
+
+
+def test_a_resumed_run_counts_steps_images_and_time_from_its_start():
+    clock, stream = FakeClock(), io.StringIO()
+    first = Progress("train", total=10, stream=stream, interval=1000, clock=clock)
+    for _ in range(4):
+        clock.now += 10
+        first.update(items=4)
+    state = first.state_dict()
+    assert state == {"done": 4, "items": 16, "seconds": 40.0}
+
+    clock.now = 500.0  # a later process
+    resumed = Progress("train", total=10, stream=stream, interval=0, clock=clock, done=state["done"],
+                       items=state["items"], elapsed=state["seconds"])
+    clock.now += 10
+    resumed.update(items=4)
+    line = stream.getvalue().splitlines()[-1]
+    # 5 of 10 steps in 50 s: 20 images / 50 s, 50 s left; not 1 of 6 steps in 10 s
+    assert line.startswith("train 5/10") and "0.4 img/s" in line and "eta 0:50" in line
+    assert resumed.elapsed() == 50.0

@@ -66,8 +66,12 @@ def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_in
 
     capsys.readouterr()
     train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
-    assert "after epoch 2/3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "after epoch 2/3" in out
     assert not (tmp_path / "resumed.pt.resume").exists()
+    # The progress counts the steps of the whole run, those before the kill included.
+    total = torch.load(straight, weights_only=True)["progress"]["done"]
+    assert f"epoch 3/3 step {total}/{total} " in out and f"epoch 3/3 step {total // 3}/" not in out
 
     a = torch.load(straight, weights_only=True)
     b = torch.load(resumed, weights_only=True)
