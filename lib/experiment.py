@@ -18,7 +18,7 @@ Layout (`Layout`, also read by lib/report.py):
 import hashlib
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from lib.errors import UserError
@@ -127,42 +127,43 @@ class Config:
 
     @classmethod
     def from_environ(cls, env, train_flags=()):
-        """The configuration in the variables `env` (os.environ), plus `train_flags` (TRAIN_FLAGS: words kept
-        whole, paths with spaces included). Word lists are split as a shell would (quotes keep a path whole)."""
+        """The configuration in the variables `env` (os.environ): each field from its name in capitals, the default
+        where it is unset or empty, plus `train_flags` (TRAIN_FLAGS: words kept whole, paths with spaces included).
+        Word lists are split as a shell would (quotes keep a path whole)."""
         missing = [name for name in ("DATASET", "DATA_ROOT", "OUT") if not env.get(name)]
         if missing:
             raise UserError(f"set {missing[0]}")
-        step = env.get("STEP", "10%")  # set but empty: select.py's default
-        return cls(
-            dataset=env["DATASET"], data_root=env["DATA_ROOT"], out=env["OUT"],
-            split=env.get("SPLIT") or "train", val_split=env.get("VAL_SPLIT") or "val",
-            val_dataset=env.get("VAL_DATASET", ""), val_data_root=env.get("VAL_DATA_ROOT", ""),
-            pool=env.get("POOL", ""),
-            methods=tuple(_words(env, "METHODS", "random entropy")),
-            seeds=tuple(_whole_number(env, "SEEDS", word) for word in _words(env, "SEEDS", "0 1 2")),
-            initial=env.get("INITIAL") or "10%", initial_method=env.get("INITIAL_METHOD") or "random",
-            step=step or None, cycles=_whole_number(env, "CYCLES", env.get("CYCLES") or "4"),
-            budget=env.get("BUDGET", ""), setting=env.get("SETTING", ""), full=env.get("FULL", "0") not in ("", "0"),
-            device=env.get("DEVICE", ""), pretrained=env.get("PRETRAINED", ""),
-            ssl=env.get("SSL") or "s4gan", ssl_args=tuple(_words(env, "SSL_ARGS")),
-            unit_args=tuple(_words(env, "UNIT_ARGS")),
-            train_args=tuple(train_flags) + tuple(_words(env, "TRAIN_ARGS")),
-            select_args=tuple(_words(env, "SELECT_ARGS")), eval_args=tuple(_words(env, "EVAL_ARGS")),
-            summary_args=tuple(_words(env, "SUMMARY_ARGS")),
-            a2d2_root=env.get("A2D2_ROOT", ""), a2d2_pools=env.get("A2D2_POOLS", ""),
-        )
+        config = cls(**{field.name: _field_value(field, env) for field in fields(cls)})
+        step = env.get("STEP", cls.step)  # set but empty: select.py's default
+        return replace(config, step=step or None, train_args=tuple(train_flags) + config.train_args)
 
 
-def _words(env, name, default=""):
+def _field_value(field, env):
+    name = field.name.upper()
+    text = env.get(name, "")
+    if not text:
+        return field.default
+    if isinstance(field.default, bool):
+        return text != "0"
+    if isinstance(field.default, int):
+        return _whole_number(name, text, text)
+    if field.name == "seeds":
+        return tuple(_whole_number(name, text, word) for word in _words(name, text))
+    if isinstance(field.default, tuple):
+        return tuple(_words(name, text))
+    return text
+
+
+def _words(name, text):
     try:
-        return shlex.split(env.get(name) or default)
+        return shlex.split(text)
     except ValueError as err:  # an unbalanced quote
-        raise UserError(f"{name}={env[name]!r}: {err}") from None
+        raise UserError(f"{name}={text!r}: {err}") from None
 
 
-def _whole_number(env, name, word):
-    if not word.isdigit():  # isdigit: no sign, no fraction; also refuses the empty word
-        raise UserError(f"{name}={env.get(name, '')!r}: {word!r} is not a whole number")
+def _whole_number(name, text, word):
+    if not word.isdigit():  # isdigit: no sign, no fraction
+        raise UserError(f"{name}={text!r}: {word!r} is not a whole number")
     return int(word)
 
 

@@ -15,14 +15,10 @@ import shlex
 from lib.errors import UserError
 from lib.fileio import read_json, write_json
 
-# Config field -> the variable of scripts/lib/al_loop.sh that sets it.
-SETTINGS = {
-    "dataset": "DATASET", "data_root": "DATA_ROOT", "split": "SPLIT", "pool": "POOL",
-    "val_dataset": "VAL_DATASET", "val_data_root": "VAL_DATA_ROOT", "val_split": "VAL_SPLIT",
-    "initial": "INITIAL", "initial_method": "INITIAL_METHOD", "step": "STEP", "unit_args": "UNIT_ARGS",
-    "train_args": "TRAIN_ARGS", "select_args": "SELECT_ARGS", "eval_args": "EVAL_ARGS",
-    "ssl": "SSL", "ssl_args": "SSL_ARGS", "pretrained": "PRETRAINED",
-}
+# The Config fields that shape results; each is set by the variable of its name in capitals.
+SETTINGS = ("dataset", "data_root", "split", "pool", "val_dataset", "val_data_root", "val_split", "initial",
+            "initial_method", "step", "unit_args", "train_args", "select_args", "eval_args", "ssl", "ssl_args",
+            "pretrained")
 # Flags that never change a step's outputs, with the number of words they take after them.
 RUNTIME_FLAGS = {"--device": 1, "-j": 1, "--workers": 1, "--cache-dir": 1, "--log-interval": 1}
 RECORD = "experiment.json"
@@ -31,9 +27,9 @@ RECORD = "experiment.json"
 def settings_of(config):
     """{variable: value} of the settings that shape the results, word lists without their runtime flags."""
     settings = {}
-    for field, variable in SETTINGS.items():
+    for field in SETTINGS:
         value = getattr(config, field)
-        settings[variable] = shlex.join(without_runtime_flags(value)) if isinstance(value, tuple) else value
+        settings[field.upper()] = shlex.join(without_runtime_flags(value)) if isinstance(value, tuple) else value
     return settings
 
 

@@ -152,15 +152,20 @@ _MAINS = {}
 
 
 def _script_main(script):
-    """The main function of a script of the repository, imported once under a name that is not the standard
-    library's (select.py)."""
+    """The main function of a script of the repository, imported once."""
     if script not in _MAINS:
-        path = REPO_ROOT / script
-        spec = importlib.util.spec_from_file_location(f"al_seg_script_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _MAINS[script] = module.main
+        _MAINS[script] = import_script(script).main
     return _MAINS[script]
+
+
+def import_script(script):
+    """A script of the repository (its path from the root) as a new module, under a name that is not its own:
+    select.py cannot be imported as `select`, the standard library's module."""
+    path = REPO_ROOT / script
+    spec = importlib.util.spec_from_file_location(f"al_seg_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from lib.data.synthetic import write_synthetic_pool  # noqa: E402  (needs the path above)
 from lib.errors import EXIT_USER_ERROR, run_cli  # noqa: E402
+from lib.steps import import_script  # noqa: E402, F401  (the tests import scripts from here)
 
 
 def pytest_configure(config):
@@ -23,14 +23,14 @@ def pytest_configure(config):
                                        "them out while iterating, CI runs them")
 
 
-def import_script(relative_path):
-    """Import a script of the repository as a module, under a name that is not its own:
-    select.py cannot be imported as `select`, the standard library's module."""
-    path = REPO_ROOT / relative_path
-    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class RecordedProgress:
+    """A lib.progress.Progress that keeps the values of every update instead of printing them."""
+
+    def __init__(self):
+        self.values = []
+
+    def update(self, steps=1, items=0, **values):
+        self.values.append(values)
 
 
 LOOP_COMMAND = ["bash", "-c", f"source {REPO_ROOT}/scripts/lib/env.sh && source {REPO_ROOT}/scripts/lib/al_loop.sh "

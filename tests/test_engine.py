@@ -3,6 +3,7 @@ contrastive head."""
 import numpy as np
 import torch
 
+from conftest import RecordedProgress
 from lib.engine import iterate_batches, train_one_epoch
 from lib.models import build_model
 from lib.semisup.mode import SslMode
@@ -62,14 +63,6 @@ class RecordingHead:
     def __call__(self, logits, embeddings, masks, epoch, step):
         self.calls.append((masks.clone(), epoch, step))
         return embeddings.sum() * 0
-
-
-class RecordedProgress:
-    def __init__(self):
-        self.values = []
-
-    def update(self, steps=1, items=0, **values):
-        self.values.append(values)
 
 
 def test_the_contrastive_head_learns_from_the_targets_of_the_ssl_mode():

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import fail, import_script
+from conftest import RecordedProgress, fail, import_script
 from lib.data import IGNORE_INDEX
 from lib.engine import train_one_epoch
 from lib.models import build_model
@@ -46,14 +46,6 @@ def tiny_setup(threshold=0.2, lambda_fm=0.1, lambda_st=1.0):
     labeled = (torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32)))
     unlabeled = (torch.randn(3, 3, 32, 32), torch.full((3, 32, 32), UNLABELED))
     return model, adversary, labeled, unlabeled
-
-
-class RecordedProgress:
-    def __init__(self):
-        self.values = []
-
-    def update(self, steps=1, items=0, **values):
-        self.values.append(values)
 
 
 def test_one_step_changes_both_networks_and_its_losses_are_finite():

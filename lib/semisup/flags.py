@@ -7,6 +7,22 @@ checkpoint records the values a run used, and None for the flags of a mode that 
 from lib.errors import UserError
 
 
+class FlagTable:
+    """add_flags and check_flags of a mode whose flags are a table: FLAGS, chosen by `--CHOSEN_BY MODE`."""
+
+    FLAGS = {}
+    MODE = None
+    CHOSEN_BY = None
+
+    @classmethod
+    def add_flags(cls, group):
+        add_mode_flags(group, cls.MODE, cls.FLAGS)
+
+    @classmethod
+    def check_flags(cls, args):
+        fill_mode_flags(args, cls.FLAGS, cls.CHOSEN_BY, cls.MODE)
+
+
 def add_mode_flags(group, mode, flags):
     for name, (kind, default, text) in flags.items():
         group.add_argument("--" + name.replace("_", "-"), type=kind, default=None,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from lib import seeding
 from lib.cli import float_in, positive_float, positive_int
 from lib.data.base import IGNORE_INDEX
-from lib.semisup.flags import add_mode_flags, fill_mode_flags
+from lib.semisup.flags import FlagTable
 
 RECO_FLAGS = {  # Liu et al.'s defaults; lib.semisup.flags
     "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
@@ -90,20 +90,14 @@ def sample_negatives(keys, k, counts, starting, size, temperature, generator):
     return starting[drawn] + within
 
 
-class ReCo:
+class ReCo(FlagTable):
     """The weighted ReCo term of a training step: the batch's targets and the model's predictions brought to the
     embeddings' resolution, draws seeded by (seed, epoch, step) (lib.seeding); --contrastive reco."""
 
     summary = ("a representation head trained with ReCo's regional contrastive loss beside the cross-entropy "
                "(S4AL+), on every pixel with a true or pseudo label")
 
-    @staticmethod
-    def add_flags(group):
-        add_mode_flags(group, "reco", RECO_FLAGS)
-
-    @staticmethod
-    def check_flags(args):
-        fill_mode_flags(args, RECO_FLAGS, "contrastive", "reco")
+    FLAGS, MODE, CHOSEN_BY = RECO_FLAGS, "reco", "contrastive"
 
     def __init__(self, weight, strong_threshold, temperature, num_queries, num_negatives, seed):
         self.weight, self.strong_threshold, self.temperature = weight, strong_threshold, temperature

@@ -7,7 +7,7 @@ discriminator and its optimiser are part of the .resume file ("discriminator"): 
 model's updates depend on them.
 """
 from lib.cli import float_in, non_negative_float, positive_float
-from lib.semisup.flags import add_mode_flags, fill_mode_flags
+from lib.semisup.flags import FlagTable
 from lib.semisup.mode import SslMode
 from lib.semisup.s4gan import S4GAN
 from lib.semisup.unlabeled import epoch_batches, unlabeled_images
@@ -23,17 +23,11 @@ S4GAN_FLAGS = {  # Mittal et al.'s defaults
 }
 
 
-class S4GanTraining(SslMode):
+class S4GanTraining(FlagTable, SslMode):
     summary = ("a discriminator of predicted vs true label maps, feature matching and self-training on the "
                "predictions it accepts (the AL study's SSL)")
 
-    @staticmethod
-    def add_flags(group):
-        add_mode_flags(group, "s4gan", S4GAN_FLAGS)
-
-    @staticmethod
-    def check_flags(args):
-        fill_mode_flags(args, S4GAN_FLAGS, "ssl", "s4gan")
+    FLAGS, MODE, CHOSEN_BY = S4GAN_FLAGS, "s4gan", "ssl"
 
     @classmethod
     def start(cls, args, images, lr_lambda, device):
