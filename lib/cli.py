@@ -131,9 +131,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def add_runtime_flags(group, runs, batch_size=None):
-    """--device, --amp, -j and --cache-dir: where and how a script `runs` its model ("train", "score", ...),
-    which never changes its results; with `batch_size`, -b as the images per forward pass too (train.py's
-    batch is an optimisation setting of its own)."""
+    """--device, --amp, -j, --threads and --cache-dir: where and how a script `runs` its model ("train", "score",
+    ...), which never changes its results (--threads: but in their last bits on the CPU); with `batch_size`, -b
+    as the images per forward pass too (train.py's batch is an optimisation setting of its own)."""
     group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=f"where to {runs}")
     group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                        help="float16 mixed precision (CUDA only)")
@@ -141,6 +141,10 @@ def add_runtime_flags(group, runs, batch_size=None):
         group.add_argument("-b", "--batch-size", type=positive_int, default=batch_size,
                            help="images per forward pass")
     group.add_argument("-j", "--workers", type=non_negative_int, default=2, help="data loading processes")
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="CPU threads of the model's operations (default: OMP_NUM_THREADS if set, else one per "
+                            "CPU but one); on the CPU another count changes results in their last bits "
+                            "(lib/threads.py)")
     group.add_argument("--cache-dir", default=None,
                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more "
                             "disk; filled on first use; new, empty or a cache, apart from the data")

@@ -19,8 +19,9 @@ from lib.fileio import read_json, write_json
 SETTINGS = ("dataset", "data_root", "split", "pool", "val_dataset", "val_data_root", "val_split", "initial",
             "initial_method", "step", "unit_args", "train_args", "select_args", "eval_args", "ssl", "ssl_args",
             "pretrained")
-# Flags that never change a step's outputs, with the number of words they take after them.
-RUNTIME_FLAGS = {"--device": 1, "-j": 1, "--workers": 1, "--cache-dir": 1, "--log-interval": 1}
+# Flags that never change a step's outputs (--threads: in the last bits on the CPU, as another machine would),
+# with the number of words they take after them.
+RUNTIME_FLAGS = {"--device": 1, "-j": 1, "--workers": 1, "--threads": 1, "--cache-dir": 1, "--log-interval": 1}
 RECORD = "experiment.json"
 
 
