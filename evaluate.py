@@ -5,7 +5,7 @@ r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a cur
         --data-root data/synthetic --split val --out metrics.json
     # any model's predictions: one PNG of class ids per image id
     python evaluate.py --predictions preds/ --dataset folder --data-root data/mine --split val
-    # a whole experiment: curves, mIoU@B and AUC@B per method over seeds
+    # a whole experiment: curves, mIoU@B and AUC@B per method over seeds (mean Dice: --metric dice)
     python evaluate.py --experiment runs/x --budget 50
     # the same in a paper's table layout, its published numbers beside ours (published/<setting>.json)
     python evaluate.py --experiment runs/cityscapes_10_10 --setting cityscapes_10_10
@@ -24,23 +24,29 @@ from lib.data.base import read_label
 from lib.engine import evaluate_confusion, iterate_batches, resolve_device
 from lib.errors import UserError, run_cli
 from lib.fileio import read_json, write_json, write_text
-from lib.metrics import auc_at_budget, check_curve, confusion_matrix, miou_at_budget
+from lib.label_stats import check_class_pixels
+from lib.metrics import auc_at_budget, budget_position, check_curve, confusion_matrix, value_at_budget
 from lib.model_files import ModelFile, add_model_file_args
 from lib.outputs import check_outputs
 from lib.progress import Progress
 from lib.published import load_setting, setting_names, with_published
 from lib.report import (
-    CURVE_AXES, FULL, collect_curves, collect_references, curves_csv, default_budget, evaluation_record,
-    format_reach, format_table, plot_curves, summarize, summary_csv, table_rows,
+    CURVE_AXES, CURVE_METRICS, FULL, budget_label, collect_curves, collect_references, default_budget,
+    evaluation_record, summarize, table_rows,
 )
+from lib.report_files import curves_stem, draw_curves, summary_stem
+from lib.report_tables import curves_csv, format_notes, format_per_class, format_reach, format_table, summary_csv
 from lib.sliding import DEFAULT_SLIDE_WINDOW
+from lib.text import plural
+from lib.threads import use_threads
 
 
 def get_args_parser():
     parser = script_parser(__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--checkpoint",
-                      help="evaluate this model on --split: a checkpoint of train.py, a state dict or a TorchScript file")
+                      help="evaluate this model on --split: a checkpoint of train.py, a state dict, a torch.export "
+                           "or a TorchScript file")
     mode.add_argument("--predictions", help="evaluate the prediction PNGs in this folder (<id>.png, class ids)")
     mode.add_argument("--experiment", help="summarise an experiment directory (<method>/seed<k>/cycle<c>)")
     mode.add_argument("--curve", help='AUC@B and mIoU@B of a JSON curve {"budgets": [...], "miou": [...]} in %%')
@@ -49,14 +55,17 @@ def get_args_parser():
     parser.add_argument("--split", default="val", help="split to evaluate on")
     parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
     parser.add_argument("--budget", type=budget_percent, default=None,
-                        help="B in %% of the pool for mIoU@B and AUC@B (default: the --setting's, else the largest "
-                             "budget all curves reach)")
+                        help="B in %% of the pool for mIoU@B and AUC@B, linear between the two cycles around it "
+                             "(default: the --setting's, else the largest budget all finished runs reach)")
     parser.add_argument("--setting", metavar="NAME",
                         help="--experiment: print the table of this paper setting with its published numbers beside "
                              f"ours ({', '.join(setting_names())})")
     parser.add_argument("--x-axis", default=None, choices=sorted(CURVE_AXES),
                         help="--experiment: budgets in %% of the pool's items (images, patches) or of its pixels "
                              "(default: the --setting's, else items)")
+    parser.add_argument("--metric", default="miou", choices=sorted(CURVE_METRICS),
+                        help="--experiment: the curves, the metric at B and AUC@B in mean IoU or mean Dice (F1) "
+                             "(default: %(default)s)")
     add_runtime_flags(parser, "run the model", batch_size=4)
     add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
     add_model_file_args(parser)
@@ -73,7 +82,8 @@ def evaluate_checkpoint(args):
     if not ids:
         raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
     device = resolve_device(args.device)
-    loaded = model_file.load(args, dataset, device)
+    loaded = model_file.load(args, dataset, device)  # a model of other classes: said before the masks are read
+    check_class_pixels(dataset, ids, args.workers, args.data_root, f"split {args.split!r}", "evaluate")
     batches = iterate_batches(dataset, ids, loaded.preprocess["mean"], loaded.preprocess["std"], args.batch_size,
                               args.workers, with_masks=True)
     progress = Progress(f"evaluate {args.split}", len(ids))
@@ -108,7 +118,9 @@ def evaluate_predictions(args):
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     missing = [image_id for image_id in ids if not (folder / f"{image_id}.png").exists()]
     if missing:
-        raise UserError(f"{folder}: no prediction for {len(missing)} of {len(ids)} images, e.g. {missing[0]}.png")
+        raise UserError(f"{folder}: no prediction for {len(missing)} of {plural(len(ids), 'image')}, "
+                        f"e.g. {missing[0]}.png")
+    check_class_pixels(dataset, ids, args.workers, args.data_root, f"split {args.split!r}", "evaluate")
     confusion = torch.zeros(dataset.num_classes, dataset.num_classes, dtype=torch.long)
     for image_id in ids:
         path = folder / f"{image_id}.png"
@@ -134,11 +146,15 @@ def split_record(confusion, class_names, data_root, split):
 
 def summarize_experiment(args):
     setting = load_setting(args.setting) if args.setting else None
+    if setting and args.metric != "miou":
+        raise UserError(f"--metric {args.metric}: the paper tables of --setting give mIoU; leave --setting out for "
+                        f"a table of {CURVE_METRICS[args.metric].label}")
     axis = args.x_axis or (setting["x_axis"] if setting else "items")
     root = Path(args.experiment)
-    curves = collect_curves(root, axis)
+    curves = collect_curves(root, axis, args.metric)
     try:
-        summary = summarize(curves, *experiment_budgets(args.budget, setting, curves), collect_references(root))
+        summary = summarize(curves, *experiment_budgets(args.budget, setting, curves),
+                            collect_references(root, args.metric), args.metric)
     except UserError as err:
         if setting is None or args.budget is not None:
             raise
@@ -147,25 +163,24 @@ def summarize_experiment(args):
     if setting:
         summary = with_published(summary, setting)
     rows = table_rows(summary)
-    print(format_table(summary, rows))
-    reach = format_reach(summary, rows, axis)
-    if reach:
-        print(reach)
-    write_json(root / "summary.json", {**summary, "x_axis": axis,
+    for text in (format_table(summary, rows), format_notes(summary), format_reach(summary, rows, axis)):
+        if text:
+            print(text)
+    stem = summary_stem(args.metric, axis, summary["metric_budget"], summary["budget"])
+    curves_name = curves_stem(args.metric, axis)
+    write_json(root / f"{stem}.json", {**summary, "x_axis": axis,
                                        "curves": {m: {str(s): p for s, p in c.items()} for m, c in curves.items()}})
-    write_text(root / "summary.csv", summary_csv(summary, rows))
-    write_text(root / "curves.csv", curves_csv(curves))
-    print(f"wrote {root / 'summary.json'}, {root / 'summary.csv'}, {root / 'curves.csv'}")
+    write_text(root / f"{stem}.csv", summary_csv(summary, rows))
+    write_text(root / f"{curves_name}.csv", curves_csv(curves, args.metric))
+    print(f"wrote {root / stem}.json, {root / stem}.csv, {root / curves_name}.csv")
     full = summary.get("references", {}).get(FULL)
-    if plot_curves(curves, root / "curves.png", axis, args.setting or root.name,
-                   full["miou_at_budget"]["mean"] if full else None):
-        print(f"wrote {root / 'curves.png'}")
-    else:
-        print("curves.png not drawn: matplotlib is not installed (pip install matplotlib)")
+    print(draw_curves(curves, root / f"{curves_name}.png", axis, args.setting or root.name,
+                      full["at_budget"]["mean"] if full else None, args.metric))
 
 
 def experiment_budgets(budget, setting, curves):
-    """(B of AUC@B, B of mIoU@B): --budget for both, else the setting's, else the largest all curves reach."""
+    """(B of AUC@B, B of mIoU@B): --budget for both, else the setting's, else the largest all finished runs
+    reach (lib.report.default_budget)."""
     if budget is not None:
         return budget, budget
     if setting:
@@ -182,14 +197,20 @@ def evaluate_curve(args):
         budgets, mious = check_curve(curve["budgets"], curve["miou"])  # before its last budget is read
         budget = args.budget if args.budget is not None else budgets[-1]
         auc = auc_at_budget(budgets, mious, budget)
-        miou = miou_at_budget(budgets, mious, budget)
+        miou = value_at_budget(budgets, mious, budget)
+        i, t = budget_position(budgets, budget)
     except ValueError as err:
         raise UserError(f"{args.curve}: {err}") from None
-    print(f"mIoU@{budget:g} = {miou:.2f}  AUC@{budget:g} = {auc:.2f}")
+    at = budget_label(budget)
+    print(f"mIoU@{at} = {miou:.2f}  AUC@{at} = {auc:.2f}")
+    if t:
+        print(f"B = {at} % lies between points ({budget_label(budgets[i])} % and {budget_label(budgets[i + 1])} %): "
+              f"@{at} values are interpolated linearly")
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    use_threads(args.threads)
     if args.setting and not args.experiment:
         raise UserError("--setting goes with --experiment: it prints an experiment's table beside the paper's")
     if args.experiment:
@@ -202,11 +223,15 @@ def main(argv=None):
               "--cache-dir": args.cache_dir}
     check_outputs(inputs, files={"--out": args.out}, folders={"--cache-dir": args.cache_dir})
     record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
-    print(f"mIoU {100 * record['miou']:.2f} on {record['images']} {args.split} images")
+    print(f"mIoU {100 * record['miou']:.2f}, mean Dice {100 * record['mean_dice']:.2f} on "
+          f"{plural(record['images'], f'{args.split} image')}")
+    print(format_per_class(record))
     if args.out:
         write_json(args.out, record)
-    else:
-        print(json.dumps({k: v for k, v in record.items() if k != "confusion"}, indent=1))
+    else:  # the per-class numbers are in the table above
+        shown = {key: value for key, value in record.items()
+                 if key not in ("confusion", "per_class_iou", "per_class_dice")}
+        print(json.dumps(shown, indent=1))
 
 
 if __name__ == "__main__":

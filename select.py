@@ -48,6 +48,8 @@ else:
     from lib.outputs import check_outputs
     from lib.pretrained import pretrained_location
     from lib.sliding import DEFAULT_SLIDE_WINDOW
+    from lib.text import plural
+    from lib.threads import use_threads
     from lib.units import UNIT_TYPES, Unit, candidate_items, image_pixels, item_pixels, require_fit
     from lib.worklist import check_export_folder, write_worklist
 
@@ -66,7 +68,7 @@ def get_args_parser():
     parser.add_argument("--index", default=None, help="current index file; omit to start a new experiment")
     parser.add_argument("--checkpoint", default=None,
                         help="model that scores the pool (methods that need one): a checkpoint of train.py, "
-                             "a state dict or a TorchScript file")
+                             "a state dict, a torch.export or a TorchScript file")
     parser.add_argument("--method", required=True, choices=list(METHODS), help=methods)
     parser.add_argument("--budget", type=budget_text, default=None,
                         help="items to add: a count (300), a share of the pool's items (10%%) or of its pixels "
@@ -225,6 +227,7 @@ def check_paths(args):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    use_threads(args.threads)
     check_paths(args)
     method = METHODS[args.method]
     check_flags(method, args)
@@ -239,11 +242,13 @@ def main(argv=None):
     if method.picks_among_informative and k > args.informative:
         raise UserError(f"--budget {args.budget}: {k} items asked but --method {args.method} chooses among the "
                         f"--informative {args.informative} most uncertain")
-    if k > rules.capacity(candidates):
-        left = "unlabeled items pass --prefilter" if args.prefilter else "are unlabeled"
+    capacity = rules.capacity(candidates)
+    if k > capacity:
+        left = (plural(capacity, "unlabeled item passes", "unlabeled items pass") + " --prefilter" if args.prefilter
+                else plural(capacity, "is", "are") + " unlabeled")
         if rules.per_image is not None:
-            left = f"fit --regions-per-image {rules.per_image}"
-        raise UserError(f"--budget {args.budget}: {k} items asked but only {rules.capacity(candidates)} {left}")
+            left = plural(capacity, "fits", "fit") + f" --regions-per-image {rules.per_image}"
+        raise UserError(f"--budget {args.budget}: {plural(k, 'item')} asked but only {left}")
 
     device = resolve_device(args.device)
     reader = ItemReader(dataset, index.unit, device, args.region_stride, amp=args.amp and device.type == "cuda",
@@ -254,7 +259,8 @@ def main(argv=None):
 
     selection = method.select(context, k, cycle_seed(args.seed, index.next_cycle))
     if len(selection.ids) < k:
-        raise UserError(f"--budget {args.budget}: {k} regions asked but only {len(selection.ids)} fit "
+        raise UserError(f"--budget {args.budget}: {plural(k, 'region')} asked but only "
+                        f"{plural(len(selection.ids), 'fits', 'fit')} "
                         f"without overlapping each other or the labeled ones")
     new_index = index.with_cycle(args.method, args.seed, args.budget or str(k), selection.ids,
                                  cycle_settings(args, method, index.unit))
@@ -264,7 +270,8 @@ def main(argv=None):
         write_worklist(args.export, dataset, index.unit, selection.ids, selection.scores, args.method,
                        new_index.next_cycle - 1)
     save_index(args.out, new_index)
-    print(f"{args.method}: selected {len(selection.ids)} of {len(candidates)} unlabeled {index.unit.describe()} items "
+    print(f"{args.method}: selected {len(selection.ids)} of "
+          f"{plural(len(candidates), f'unlabeled {index.unit.describe()} item')} "
           f"-> {len(new_index.labeled)} labeled, wrote {args.out}")
 
 

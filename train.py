@@ -22,6 +22,7 @@ removed, so "--out exists" means "training is done".
 import argparse
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,10 @@ from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.engine import (
     LR_SCHEDULES,
     LabeledCrops,
+    default_crop,
     epoch_loader,
     expected_total_steps,
+    majority_class_warning,
     resolve_device,
     steps_per_epoch,
     train_one_epoch,
@@ -55,6 +58,8 @@ from lib.engine import (
 from lib.errors import UserError, describe_error, run_cli
 from lib.fileio import is_number, sha256_of
 from lib.index import load_index
+from lib.label_stats import check_class_pixels
+from lib.losses import add_loss_flags, class_weights, make_criterion
 from lib.models import ARCHS, build_model
 from lib.outputs import check_outputs
 from lib.pretrained import load_pretrained_backbone, pretrained_location
@@ -68,10 +73,13 @@ from lib.semisup.contrastive import (
 from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
 from lib.semisup.unlabeled import TrainingImages
 from lib.state_dicts import first_non_finite
+from lib.text import plural
+from lib.threads import use_threads
 from lib.units import items_by_image, labeled_fractions, require_fit
 
-# Flags that do not change the result: a resumed run may differ in them.
-RESUME_NEUTRAL = {"resume", "workers", "log_interval", "cache_dir"}
+# Flags that do not change the result (--threads: in the last bits on the CPU, as another machine would): a
+# resumed run may differ in them.
+RESUME_NEUTRAL = {"resume", "workers", "threads", "log_interval", "cache_dir"}
 
 
 def get_args_parser():
@@ -96,10 +104,14 @@ def get_args_parser():
                        help="train ASPP and decoder only, the backbone keeps its weights and BatchNorm statistics "
                             "(MEAL)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, default=50, help="passes over the labeled images")
+    optim.add_argument("--epochs", type=positive_int, default=50,
+                       help="passes over the labeled images, each seeing every one (full batches: the last is "
+                            "filled up with images of the first, an image may appear twice, never zero times)")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
-    optim.add_argument("--crop", type=size_pair_up_to(MAX_SIDE), default=(256, 256),
-                       help="random crop HxW (or one number)")
+    optim.add_argument("--crop", type=size_pair_up_to(MAX_SIDE), default=None,
+                       help="random crop HxW (or one number), smaller images padded (default: 256 a side, or the "
+                            "smallest height and width of the images cropped from where less: no padding)")
+    add_loss_flags(optim)
     optim.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                        help="random horizontal flips (--no-flip with a full-image --crop: no augmentation, as in MEAL)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
@@ -214,7 +226,8 @@ def labeled_items(path, index, dataset):
     unlabeled = [image_id for image_id in items if not dataset.has_mask(image_id)]
     if unlabeled:
         shown = ", ".join(unlabeled[:5]) + (" ..." if len(unlabeled) > 5 else "")
-        raise UserError(f"{path}: {len(unlabeled)} labeled images have no mask file: {shown}")
+        raise UserError(f"{path}: {plural(len(unlabeled), 'labeled image has', 'labeled images have')} no mask file: "
+                        f"{shown}")
     return items
 
 
@@ -225,7 +238,10 @@ def training_images(args):
         restrict_to_pool(dataset, args.pool)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)
     labeled = labeled_items(args.index, index, dataset)
-    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD)), index
+    # Without --crop, fit to the images cropped from: the labeled ones; with --ssl the pool's, each labeled or with
+    # unlabeled pixels the mode crops (the whole pool in every cycle, so an experiment's cycles crop alike).
+    crop = args.crop or default_crop(map(dataset.image_size, dataset.ids if args.ssl != "none" else labeled))
+    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD), crop), index
 
 
 def model_arguments(args, num_classes):
@@ -273,8 +289,8 @@ def start_run(args, model_args, num_images, device):
     return Run(model, optimizer, lr_lambda, scheduler, scaler, device)
 
 
-def describe(args, train_args, model_args, images, index, index_sha256):
-    """What every checkpoint of the run says of it, beside the states."""
+def describe(args, train_args, model_args, images, index, index_sha256, weights):
+    """What every checkpoint of the run says of it, beside the states; `weights`: the loss's class weights."""
     item_fraction, pixel_fraction = labeled_fractions(index.unit, index.labeled, images.dataset.ids,
                                                       images.dataset.image_size)
     return {
@@ -294,6 +310,7 @@ def describe(args, train_args, model_args, images, index, index_sha256):
             "cycle": index.next_cycle - 1,
         },
         "train_args": train_args,
+        "training": {"crop": list(images.crop), "class_weights": weights},  # --crop and --class-weights resolved
         "epochs": args.epochs,
     }
 
@@ -320,11 +337,14 @@ def earlier_progress(resumed):
     return {"done": 0, "items": 0, "elapsed": 0.0}
 
 
-def train_epochs(args, run, ssl, images, description, resumed):
-    """The epochs after those of the `resumed` checkpoint (None: all), each followed by its checkpoint; the
-    progress of the whole run, which it returns."""
-    crops = LabeledCrops(images.dataset, images.unit, images.labeled, args.crop, args.flip, args.seed, images.mean,
+def train_epochs(args, run, ssl, images, description, resumed, weights):
+    """The epochs after those of the `resumed` checkpoint (None: all), each followed by its checkpoint, with the
+    --loss of class `weights` (None: unweighted); the progress of the whole run, which it returns. A warning when
+    the last epoch's model did no better than the majority class (lib.engine.majority_class_warning)."""
+    crops = LabeledCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
                          images.std)
+    criterion = make_criterion(args.loss, weights, run.device)
+    confusion = torch.zeros((images.dataset.num_classes,) * 2, dtype=torch.long, device=run.device)  # last epoch's
     contrastive = contrastive_head(args)
     start_epoch = resumed["epoch"] + 1 if resumed else 1
     per_epoch = steps_per_epoch(len(crops), args.batch_size)
@@ -336,18 +356,25 @@ def train_epochs(args, run, ssl, images, description, resumed):
         loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
         progress.label = f"epoch {epoch}/{args.epochs} step"
         loss = train_one_epoch(run.model, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler, run.scaler,
-                               run.device, progress)
+                               run.device, progress, criterion, confusion if epoch == args.epochs else None)
         save_epoch(args, run, ssl, description, epoch, loss, progress)
+    if warning := majority_class_warning(confusion.cpu(), images.dataset.class_names):
+        print(f"warning: {warning}", file=sys.stderr)
     return progress
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    use_threads(args.threads)
     check_args(args)
     check_paths(args)
     train_args = as_train_args(vars(args))
     device = resolve_device(args.device)
     images, index = training_images(args)
+    # A class never seen warns, labels of nothing but ignore are refused; returns the [C] labeled pixels of each class.
+    counts = check_class_pixels(images.dataset, list(images.labeled), args.workers, args.index,
+                                f"its labeled items of split {args.split!r}", "learn", images.unit, images.labeled)
+    weights = class_weights(args.class_weights, images.dataset.class_names, counts)
     model_args = model_arguments(args, images.dataset.num_classes)
     run = start_run(args, model_args, len(images.labeled), device)
     index_sha256 = sha256_of(args.index)
@@ -357,12 +384,12 @@ def main(argv=None):
     if resumed:
         with resume_errors(resume_path(args)):
             ssl.load_state_dict(resumed)
-    description = describe(args, train_args, model_args, images, index, index_sha256)
+    description = describe(args, train_args, model_args, images, index, index_sha256, weights)
     unit = index.unit
     what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
     print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
-          f"for {args.epochs} epochs on {device}{' with AMP' if run.scaler.is_enabled() else ''}")
-    progress = train_epochs(args, run, ssl, images, description, resumed)
+          f"for {plural(args.epochs, 'epoch')} on {device}{' with AMP' if run.scaler.is_enabled() else ''}")
+    progress = train_epochs(args, run, ssl, images, description, resumed, weights)
     if os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
     print(f"wrote {args.out} ({format_duration(progress.elapsed())})")

@@ -7,14 +7,14 @@ import functools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from lib import seeding
 from lib.data.base import IGNORE_INDEX
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
 from lib.errors import UserError
-from lib.metrics import confusion_matrix
+from lib.losses import mean_cross_entropy
+from lib.metrics import confusion_matrix, mean_iou
 from lib.sliding import DEFAULT_SLIDE_WINDOW, owned_parts
 
 
@@ -38,12 +38,24 @@ def constant_lr_lambda(total_steps):
 # Learning-rate factor per step, given the total number of steps (LambdaLR's lambdas).
 LR_SCHEDULES = {"poly": poly_lr_lambda, "constant": constant_lr_lambda}
 
+# train.py's crop side without --crop: the DeepLab recipes' 256, or less where the images are smaller.
+DEFAULT_CROP_SIDE = 256
+
+
+def default_crop(sizes, side=DEFAULT_CROP_SIDE):
+    """The crop (H, W) when none is asked for: `side` per dimension, but no more than the smallest of `sizes`
+    ((H, W) of the images cropped from) has, so that no crop is mostly padding."""
+    heights, widths = zip(*sizes)
+    return min(side, *heights), min(side, *widths)
+
 
 class LabeledCrops(Dataset):
     """Randomly cropped (and flipped) labeled images; set `epoch` before each epoch.
 
     `items` maps each image to its labeled items of `unit`. Pixels outside them are
     ignored by the loss: a partially labeled image teaches only where it was labeled.
+    Sample i >= len(self) is image i - len(self) again, with draws of its own (an
+    epoch's second visit, see `epoch_order`).
     """
 
     def __init__(self, dataset, unit, items, crop, flip, seed, mean, std):
@@ -55,7 +67,7 @@ class LabeledCrops(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i):
-        image_id = self.ids[i]
+        image_id = self.ids[i % len(self.ids)]
         image, mask = self.dataset.load_pair(image_id)
         if self.unit.type != "image":
             mask = np.where(self.unit.labeled_area(self.items[image_id], *mask.shape), mask, IGNORE_INDEX)
@@ -64,32 +76,40 @@ class LabeledCrops(Dataset):
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
 
 
+def epoch_order(seed, epoch, count, batch_size):
+    """The samples of an epoch over `count` labeled images (LabeledCrops indices), in batches of `batch_size`:
+    every image once in the order drawn from (seed, epoch), then, to fill the last batch, the first images of that
+    order again as samples count + i. An image may appear twice in an epoch, never zero times; with at most
+    `batch_size` images the epoch is one batch of them all.
+
+    Every batch is full, as steps_per_epoch counts them for the learning-rate schedule: a short last batch could be
+    a single image, and BatchNorm in training mode raises on one image's 1x1 feature maps (crops of at most
+    --output-stride pixels a side). The images filling up come from the first batch, so none is twice in a batch.
+    """
+    order = seeding.labeled_order(seed, epoch, count)
+    missing = -count % batch_size if count > batch_size else 0
+    return order + [count + i for i in order[:missing]]
+
+
 def epoch_loader(crops, epoch, batch_size, workers):
-    """The loader of one epoch, its order drawn from (seed, epoch)."""
+    """The loader of one epoch, its order drawn from (seed, epoch) (see epoch_order)."""
     crops.epoch = epoch
-    # drop_last: every step takes a full batch, as steps_per_epoch counts them for the learning-rate schedule. A
-    # short last batch could be a single image, and BatchNorm in training mode raises on one image's 1x1 feature
-    # maps (crops of at most --output-stride pixels a side).
-    return DataLoader(
-        crops, batch_size=batch_size, sampler=seeding.labeled_order(crops.seed, epoch, len(crops)),
-        num_workers=workers, drop_last=len(crops) > batch_size,
-    )
+    return DataLoader(crops, batch_size=batch_size, sampler=epoch_order(crops.seed, epoch, len(crops), batch_size),
+                      num_workers=workers)
 
 
-def mean_cross_entropy(logits, masks):
-    """Cross-entropy averaged over the pixels that are not ignored; 0 when all are (a crop of unconfident pixels)."""
-    total = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (masks != IGNORE_INDEX).sum().clamp_min(1)
-
-
-def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress):
+def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress,
+                    criterion=mean_cross_entropy, confusion=None):
     """One pass over `loader`, the labeled batches of `epoch`; returns the mean loss.
 
-    `ssl` is the run's --ssl mode (lib.semisup.mode.SslMode): its unlabeled batches, if
-    any, go through the model behind the labeled ones, its term joins the labeled crops'
-    cross-entropy, and it labels the batch for `contrastive` (lib.semisup.reco.ReCo, for
-    a model with a representation head; or None), whose term covers every pixel with a
-    true label or one of the mode's.
+    `criterion` (logits, masks) -> the labeled crops' loss (lib.losses.LOSSES). `ssl` is
+    the run's --ssl mode (lib.semisup.mode.SslMode): its unlabeled batches, if any, go
+    through the model behind the labeled ones, its term joins the labeled crops' loss,
+    and it labels the batch for `contrastive` (lib.semisup.reco.ReCo, for a model with a
+    representation head; or None), whose term covers every pixel with a true label or
+    one of the mode's. With `confusion` ([C, C] int64 on `device`), the confusion matrix
+    of the model's argmax on the labeled crops is added to it (see
+    majority_class_warning).
     """
     model.train()
     amp = scaler.is_enabled()
@@ -107,9 +127,12 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
                 logits = model(images)  # [B, C, H, W]
             else:
                 logits, embeddings = model.forward_with_embeddings(images)  # [B, C, H, W], [B, D, H/4, W/4]
-            loss = mean_cross_entropy(logits[:num_labeled], masks[:num_labeled])
+            loss = criterion(logits[:num_labeled], masks[:num_labeled])
             ssl_loss, targets = ssl.loss(images, logits, masks, num_labeled)  # targets [B, H, W]: the mode's labels
             loss = loss + ssl_loss
+        if confusion is not None:  # the logits of the step: no forward pass of its own
+            confusion += confusion_matrix(logits[:num_labeled].detach().argmax(dim=1), masks[:num_labeled],
+                                          len(confusion))
         if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
             loss = loss + contrastive(logits, embeddings, targets, epoch, step)
         if not torch.isfinite(loss):
@@ -205,9 +228,31 @@ def evaluate_confusion(model, batches, num_classes, device, amp, progress=None, 
 
 
 def steps_per_epoch(num_images, batch_size):
-    return num_images // batch_size if num_images > batch_size else 1
+    """The batches of an epoch (epoch_order): every image seen, the last batch filled up."""
+    return -(-num_images // batch_size)
 
 
 def expected_total_steps(num_images, batch_size, epochs):
     return max(steps_per_epoch(num_images, batch_size) * epochs, 1)
 
+
+def majority_class_warning(confusion, class_names):
+    """A warning (text) when the model's mIoU over `confusion` ([C, C], rows = truth) is no better than that of
+    predicting the truth's most frequent class everywhere on the same pixels; None otherwise, or without pixels.
+
+    train.py gives the confusion of the last epoch's labeled training crops, as the model
+    predicted them in training mode while it learnt (augmented, BatchNorm on batch
+    statistics, weights changing): a cheap alarm for a run that learnt nothing, no evaluation.
+    """
+    if confusion.sum() == 0:
+        return None
+    truth = confusion.sum(dim=1)  # [C] pixels of each class
+    majority = int(truth.argmax())
+    everywhere = torch.zeros_like(confusion)  # [C, C]: every pixel predicted as the majority class
+    everywhere[:, majority] = truth
+    model, baseline = mean_iou(confusion), mean_iou(everywhere)
+    if model > baseline:
+        return None
+    return (f"the model's mIoU on its training crops of the last epoch ({100 * model:.2f} %) is no better than "
+            f"predicting {class_names[majority]!r} everywhere ({100 * baseline:.2f} %): train longer (--epochs) or "
+            f"with another --lr, and for imbalanced classes try --loss dice or --class-weights median-frequency")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from lib.errors import UserError
 from lib.fileio import read_json, write_json
+from lib.text import plural
 from lib.units import Unit, overlapping_regions
 
 SCHEMA = "al-seg-index"
@@ -114,7 +115,7 @@ def load_index(path, pool_ids=None, dataset=None, unit=None):
         raise UserError(f"{path}: index unit is {file_unit.describe()}, expected {unit.describe()}")
     if pool_ids is not None and obj["pool_size"] != len(pool_ids):
         raise UserError(
-            f"{path}: index was made for a pool of {obj['pool_size']} images, this one has {len(pool_ids)} "
+            f"{path}: index was made for a pool of {plural(obj['pool_size'], 'image')}, this one has {len(pool_ids)} "
             f"(another --pool?)"
         )
     _validate_ids(path, obj["labeled"], file_unit, None if pool_ids is None else set(pool_ids))

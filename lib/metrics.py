@@ -1,7 +1,10 @@
 """Segmentation and active-learning metrics.
 
 Per evaluation: a confusion matrix (one `torch.bincount`, as in torchvision's
-segmentation reference), per-class IoU, mIoU and pixel accuracy.
+segmentation reference), per-class IoU and Dice (F1), their means, and pixel accuracy.
+In a two-class task class 0 is the background and class 1 the foreground (the
+medical convention: lesion, organ, vessel): lib/report.py records class 1's IoU and
+Dice as the foreground's, the numbers such papers report.
 
 Per experiment, over the active-learning curve (one point per cycle):
 mIoU@B and AUC@B, the area under the budget curve of "Best Practices in Active
@@ -11,7 +14,13 @@ Learning for Semantic Segmentation", appendix C, Eq. (1):
 
 with b_i the labeled budget in % of the pool and p_i the mIoU in %, from the
 initial budget up to B. The paper's tables report that sum divided by 100, and so
-does `auc_at_budget` (a flat curve at 68.42 from 10 % to 50 % gives 27.37).
+does `auc_at_budget` (a flat curve at 68.42 from 10 % to 50 % gives 27.37). The
+curve may be of another metric (mean Dice): the functions only see numbers in %.
+
+A B that lies between two cycles (a 96-item pool labels 31.25 % and 41.67 %, and
+B = 40) is read off the straight line between them: value@B is that line at B, and
+AUC@B ends with the trapezoid from the cycle before B to that point. A B beyond the
+last cycle or before the first is never extrapolated: ValueError.
 
 Units: the confusion-matrix metrics return fractions in [0, 1]; the curve
 functions take percentages (budgets in % of the pool, mIoU in %), the units the
@@ -23,6 +32,7 @@ import numpy as np
 import torch
 
 from lib.fileio import is_number
+from lib.text import plural
 
 # Two budgets closer than this are the same point of the curve: budgets come from
 # float arithmetic (e.g. 3 * 2.5) and from JSON, so exact equality is too strict.
@@ -88,8 +98,29 @@ def iou_per_class(confusion):
 
 def mean_iou(confusion):
     """Mean IoU in [0, 1] over the classes whose IoU is defined (see `iou_per_class`)."""
-    ious = [iou for iou in iou_per_class(confusion) if iou is not None]
-    return sum(ious) / len(ious)
+    return _mean_of_defined(iou_per_class(confusion))
+
+
+def dice_per_class(confusion):
+    """Dice (F1) of each class, 2 tp / (2 tp + fp + fn), as a list of floats in [0, 1].
+
+    None where IoU is None (absent from the ground truth and the prediction: 0 / 0).
+    Per class, Dice = 2 IoU / (1 + IoU): the same ranking, larger numbers.
+    """
+    confusion = _as_confusion(confusion)
+    tp = confusion.diag()
+    total = confusion.sum(dim=0) + confusion.sum(dim=1)  # 2 tp + fp + fn
+    return [float(2 * t / n) if n > 0 else None for t, n in zip(tp.tolist(), total.tolist())]
+
+
+def mean_dice(confusion):
+    """Mean Dice in [0, 1] over the classes whose Dice is defined (see `dice_per_class`)."""
+    return _mean_of_defined(dice_per_class(confusion))
+
+
+def _mean_of_defined(values):
+    defined = [value for value in values if value is not None]
+    return sum(defined) / len(defined)
 
 
 def pixel_accuracy(confusion):
@@ -106,8 +137,8 @@ def check_curve(budgets, mious):
     """
     budgets, mious = list(budgets), list(mious)
     if not budgets or len(budgets) != len(mious):
-        raise ValueError(f"need one mIoU per budget, got {len(budgets)} budgets "
-                         f"and {len(mious)} mIoUs")
+        raise ValueError(f"need one mIoU per budget, got {plural(len(budgets), 'budget')} "
+                         f"and {plural(len(mious), 'mIoU')}")
     # Both are percentages; a value outside [0, 100] means fractions or image counts.
     for name, values in (("budgets", budgets), ("miou", mious)):
         for i, v in enumerate(values):
@@ -123,32 +154,46 @@ def check_curve(budgets, mious):
     return budgets, mious
 
 
-def _budget_index(budgets, budget):
+def budget_position(budgets, budget):
+    """Where `budget` lies on a curve of these budgets (strictly increasing): (i, 0.0) at point i, within
+    BUDGET_TOL, or (i, t) with 0 < t < 1 on the straight line from point i to point i + 1. ValueError before
+    the first point or after the last: a curve is never extrapolated."""
     for i, b in enumerate(budgets):
         if abs(b - budget) <= BUDGET_TOL:
-            return i
+            return i, 0.0
+    for i, (b0, b1) in enumerate(zip(budgets, budgets[1:])):
+        if b0 < budget < b1:
+            return i, (budget - b0) / (b1 - b0)
     available = ", ".join(f"{b:g}" for b in budgets)
-    raise ValueError(f"budget {budget:g} is not a point of the curve (budgets: {available})")
+    raise ValueError(f"budget {budget:g} is not a point of the curve nor between two of its points "
+                     f"(budgets: {available})")
 
 
-def auc_at_budget(budgets, mious, budget):
+def _on_line(values, i, t):
+    return values[i] if t == 0 else values[i] + t * (values[i + 1] - values[i])
+
+
+def auc_at_budget(budgets, values, budget):
     """AUC@B of the study's appendix C, Eq. (1), divided by 100 as in its tables.
 
     `budgets` are the labeled budgets of the cycles in % of the pool, strictly
-    increasing, the first being the initial random budget; `mious` the mIoU in %
-    after each cycle. The trapezoids run from the first budget up to `budget`,
-    which must be one of `budgets`; at the first budget the area is 0.
+    increasing, the first being the initial random budget; `values` the metric in %
+    (mIoU in the study) after each cycle. The trapezoids run from the first budget up
+    to `budget`; at the first budget the area is 0. A `budget` between two cycles ends
+    with the trapezoid up to the interpolated point (see `budget_position`).
     """
-    budgets, mious = check_curve(budgets, mious)
-    last = _budget_index(budgets, budget)
-    area = sum((budgets[i + 1] - budgets[i]) * (mious[i] + mious[i + 1]) / 2 for i in range(last))
+    budgets, values = check_curve(budgets, values)
+    last, t = budget_position(budgets, budget)
+    area = sum((budgets[i + 1] - budgets[i]) * (values[i] + values[i + 1]) / 2 for i in range(last))
+    area += (budget - budgets[last]) * (values[last] + _on_line(values, last, t)) / 2 if t else 0.0
     return area / 100.0
 
 
-def miou_at_budget(budgets, mious, budget):
-    """mIoU@B in %: the mIoU of the cycle whose budget is `budget` (one of `budgets`)."""
-    budgets, mious = check_curve(budgets, mious)
-    return mious[_budget_index(budgets, budget)]
+def value_at_budget(budgets, values, budget):
+    """The metric at B in % (mIoU@B): that of the cycle whose budget is `budget`, or the straight line between
+    the two cycles around it (see `budget_position`)."""
+    budgets, values = check_curve(budgets, values)
+    return _on_line(values, *budget_position(budgets, budget))
 
 
 def mean_std(values):

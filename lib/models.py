@@ -24,8 +24,8 @@ of training; `forward`, `encode` and `decode` never run it, so inference ignores
 
 Acquisition reads feature maps by name, never the network's parts: `feature_map(name,
 images)` with a name of FEATURE_MAPS ("backbone": MEAL's, "aspp": coreset's).
-TorchScript models offer the same names through their --feature-layer
-(lib.model_files.ScriptedSegmenter).
+TorchScript and torch.export models offer the same names through their --feature-layer
+(lib.model_files.ForeignSegmenter).
 
 Models are built from a plain JSON-able dict (nanoGPT's `model_args`) that
 checkpoints carry, so `select.py` / `evaluate.py` rebuild a network from the file
@@ -44,6 +44,7 @@ from torch import nn
 from lib.backbones import ARCHS, ASPP_CHANNELS, BACKBONES, conv_bn_relu
 from lib.errors import UserError
 from lib.state_dicts import first_non_finite, is_state_dict, key_differences
+from lib.text import plural
 
 OUTPUT_STRIDES = (16, 8)
 LOW_LEVEL_CHANNELS = 48  # DeepLabv3+ Sec. 4.1: 48 channels for the reduced low-level features
@@ -276,7 +277,7 @@ def model_with_weights(model_args, state, path, described):
     missing, unexpected = differences.missing, differences.unexpected
     if missing or unexpected:
         first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise UserError(f"{path}: not {described}: {len(missing)} keys missing, "
+        raise UserError(f"{path}: not {described}: {plural(len(missing), 'key')} missing, "
                         f"{len(unexpected)} unexpected (first {first})")
     if differences.mismatched:
         key = differences.mismatched[0]

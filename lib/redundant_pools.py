@@ -15,6 +15,7 @@ from PIL import Image, ImageEnhance
 
 from lib.acquire.temporal import temporal_order
 from lib.errors import UserError
+from lib.text import plural
 
 
 def sequences_in_order(frames):
@@ -36,14 +37,16 @@ def consecutive_pool(frames, size, following, seed):
     """
     length = following + 1
     if size % length:
-        raise UserError(f"a pool of {size} images is not a whole number of runs of {length} frames "
+        raise UserError(f"a pool of {plural(size, 'image')} is not a whole number of runs of {length} frames "
                         f"(1 + {following} following)")
     sequences = sequences_in_order(frames)
     capacity = np.array([len(ids) // length for ids in sequences.values()])  # [S] whole runs per sequence
     runs = size // length
     if runs > capacity.sum():
-        raise UserError(f"a pool of {size} images needs {runs} runs of {length} consecutive frames; the "
-                        f"{len(sequences)} sequences hold at most {capacity.sum()} ({capacity.sum() * length} images)")
+        raise UserError(f"a pool of {plural(size, 'image')} needs {plural(runs, 'run')} of "
+                        f"{plural(length, 'consecutive frame')}; the "
+                        f"{plural(len(sequences), 'sequence holds', 'sequences hold')} at most {capacity.sum()} "
+                        f"({plural(capacity.sum() * length, 'image')})")
     rng = np.random.default_rng(seed)
     counts = rng.multivariate_hypergeometric(capacity, runs)  # [S] runs per sequence
     pool = []

@@ -28,7 +28,8 @@ def labeled_order(seed, epoch, count):
 
 
 def labeled_sample_rng(seed, epoch, index):
-    """The draws of the labeled image at `index` in an epoch (its crop and flip)."""
+    """The draws of labeled sample `index` in an epoch (its crop and flip); an image seen twice in an epoch is two
+    samples (lib.engine.epoch_order), each with its own draws."""
     # A string seed is hashed deterministically: the same in every DataLoader worker process.
     return random.Random(f"{seed}/{epoch}/{index}")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lib.errors import UserError
+from lib.text import plural
 
 UNIT_TYPES = ("image", "patch", "region")
 
@@ -152,8 +153,8 @@ class Unit:
     def misfit(self, height, width):
         """Why a [height, width] image cannot hold this unit's items, or None when it can."""
         if self.type == "patch" and (height < self.grid[0] or width < self.grid[1]):
-            return (f"has {height} rows and {width} columns of pixels, fewer than the grid's {self.grid[0]} rows "
-                    f"or {self.grid[1]} columns: a cell would be empty")
+            return (f"has {plural(height, 'row')} and {plural(width, 'column')} of pixels, fewer than the grid's "
+                    f"{plural(self.grid[0], 'row')} or {plural(self.grid[1], 'column')}: a cell would be empty")
         if self.type == "region" and (height < self.size or width < self.size):
             return (f"is {width}x{height} pixels, smaller than a {self.size}x{self.size} region: "
                     f"it could never be labeled")

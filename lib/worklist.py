@@ -1,15 +1,18 @@
 """The worklist that hands a selection to annotators (`select.py --export DIR`).
 
-    DIR/worklist.csv          rank,id,image,top,left,bottom,right,score,method,cycle,preview,mask
-    DIR/previews/<name>.png   the image, the item's box outlined just outside it
+    DIR/worklist.csv          rank,id,image,top,left,bottom,right,score,method,cycle,preview,mask,save_label_as
+    DIR/previews/<name>.png   the image on a margin, the item's box outlined just outside it
     DIR/masks/<name>.png      patch and region units: 255 inside the box, 0 elsewhere
 
 <name> is the item id percent-encoded (`img#r0c1` -> `img%23r0c1`): distinct ids
 always give distinct names, and no id can name a path outside the folder. The CSV
 names both files, so nobody has to rebuild names from ids. The box is in pixels of
-the image, [top, bottom) x [left, right), the whole image for image units. Text cells
-that begin with `=`, `+`, `-` or `@` are prefixed with `'`, as spreadsheets need to
-show them as text rather than run them as formulas.
+the image, [top, bottom) x [left, right), the whole image for image units.
+`save_label_as` is the file the annotator saves the label mask of the item's image as:
+where the dataset's loader reads it (lib.data: the existing mask, or where the layout
+looks for one), shared by the items of one image; empty for a split whose masks are
+never read. Text cells that begin with `=`, `+`, `-` or `@` are prefixed with `'`, as
+spreadsheets need to show them as text rather than run them as formulas.
 
 DIR is replaced as a whole, and only when an earlier export made it and it holds just
 what that export wrote (its marker lists the files, lib.owned), or when it is empty:
@@ -37,10 +40,15 @@ from lib.fileio import atomic_write, exchange_paths, new_folder_mode
 from lib.owned import check_folder, listed_files, mark_folder, read_marker
 from lib.units import items_by_image
 
-COLUMNS = ("rank", "id", "image", "top", "left", "bottom", "right", "score", "method", "cycle", "preview", "mask")
+COLUMNS = ("rank", "id", "image", "top", "left", "bottom", "right", "score", "method", "cycle", "preview", "mask",
+           "save_label_as")
 # Colours of the 1-pixel rings around a box, innermost first: a magenta band (rare in
 # photos) with a black rim that keeps it visible on magenta or very light pixels.
 OUTLINE = ((255, 0, 255), (255, 0, 255), (0, 0, 0))
+# Every preview is the image on a margin as wide as the rings, so that no ring is clipped: a whole image, and an item
+# at the image's border, are outlined on every side like any other item.
+MARGIN = len(OUTLINE)
+MARGIN_COLOUR = (255, 255, 255)
 KIND = "a worklist of select.py --export"
 # What spreadsheet software reads as the start of a formula (OWASP's CSV injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -82,18 +90,17 @@ def spreadsheet_text(text):
 
 
 def outlined(image, box):
-    """[H, W, 3] uint8 copy of `image` with rings drawn just outside `box`, which stays untouched.
-
-    Rings are clipped at the image border, so a whole-image box has none.
-    """
+    """[H + 2 MARGIN, W + 2 MARGIN, 3] uint8: `image` [H, W, 3] on the margin, with rings drawn just outside `box`,
+    which stays untouched."""
     height, width = image.shape[:2]
-    preview = image.copy()
+    preview = np.empty((height + 2 * MARGIN, width + 2 * MARGIN, 3), dtype=np.uint8)
+    preview[:] = MARGIN_COLOUR
+    preview[MARGIN:MARGIN + height, MARGIN:MARGIN + width] = image
+    top, left, bottom, right = (side + MARGIN for side in (box.top, box.left, box.bottom, box.right))
     for distance in range(len(OUTLINE), 0, -1):
         # Each ring fills the box grown by its distance; the inner rings then paint over all but its outer line.
-        preview[max(box.top - distance, 0):box.bottom + distance, max(box.left - distance, 0):box.right + distance] = (
-            OUTLINE[distance - 1]
-        )
-    preview[box.top:box.bottom, box.left:box.right] = image[box.top:box.bottom, box.left:box.right]
+        preview[top - distance:bottom + distance, left - distance:right + distance] = OUTLINE[distance - 1]
+    preview[top:bottom, left:right] = image[box.top:box.bottom, box.left:box.right]
     return preview
 
 
@@ -137,10 +144,12 @@ def write_csv(path, dataset, unit, item_ids, written, scores, method, cycle):
         for rank, item_id in enumerate(item_ids, start=1):
             box, preview, mask = written[item_id]
             score = "" if scores is None else repr(float(scores[item_id]))
-            image = Path(dataset.image_path(unit.image_of(item_id))).resolve()
+            image_id = unit.image_of(item_id)
+            image = Path(dataset.image_path(image_id)).resolve()
+            label = dataset.annotation_path(image_id)
             text = [spreadsheet_text(value) for value in (item_id, image)]
             writer.writerow([rank, *text, box.top, box.left, box.bottom, box.right, score, spreadsheet_text(method),
-                             cycle, preview, mask])
+                             cycle, preview, mask, spreadsheet_text(Path(label).resolve()) if label else ""])
 
 
 def remove_leftovers(folder):

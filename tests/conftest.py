@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -13,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The scripts live at the repository root and import `lib` from there; tests do the same.
 sys.path.insert(0, str(REPO_ROOT))
 
-from lib.data.synthetic import write_synthetic_pool  # noqa: E402  (needs the path above)
+from lib.data import open_dataset  # noqa: E402  (needs the path above)
+from lib.data.synthetic import write_synthetic_pool  # noqa: E402
 from lib.errors import EXIT_USER_ERROR, run_cli  # noqa: E402
 from lib.steps import import_script  # noqa: E402, F401  (the tests import scripts from here)
 
@@ -97,3 +99,17 @@ def fail(script, argv, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err
+
+
+def check_new_mask_path(name, root, split):
+    """A labeled image whose mask is moved out of the layout is unlabeled; saved back where annotation_path (the
+    worklist's save_label_as) says, the mask is read again, the same."""
+    dataset = open_dataset(name, root, split)
+    image_id = dataset.ids[0]
+    mask, path = dataset.load_mask(image_id), dataset.annotation_path(image_id)
+    assert mask is not None
+    aside = path.rename(path.with_suffix(".aside"))
+    unlabeled = open_dataset(name, root, split)
+    assert not unlabeled.has_mask(image_id) and unlabeled.annotation_path(image_id) == path
+    aside.rename(path)
+    assert np.array_equal(open_dataset(name, root, split).load_mask(image_id), mask)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import import_script
+from conftest import check_new_mask_path, import_script
 from lib.acquire.temporal import temporal_order
 from lib.data import IGNORE_INDEX, Frame, open_dataset
 from lib.data.a2d2 import CLASS_NAMES, TO_CITYSCAPES
@@ -89,6 +89,10 @@ def test_colours_become_cityscapes_train_ids(a2d2):
     expected = [IGNORE_INDEX if name is None else CLASS_NAMES.index(name) for _, name in LABEL_COLOURS]
     assert (mask == np.repeat(expected, 2)).all()
     assert mask[0, 0] == mask[0, 2] == CLASS_NAMES.index("car")  # Car 1 and Car 2
+
+
+def test_a_new_mask_goes_where_the_loader_reads_it(a2d2):
+    check_new_mask_path("a2d2", a2d2, "train")
 
 
 def test_a_greyscale_label_is_refused(a2d2):

@@ -208,7 +208,7 @@ CASES = [
          lambda s: s.select(*s.index_file(labeled=[*s.index["labeled"], s.ids["labeled"]])),
          "index.json: duplicate id '{labeled}'"),
     Case("all-labeled", "select", lambda s: s.select(*s.index_file(labeled=s.pool_ids), "--budget", "1"),
-         "--budget 1: 1 items asked but only 0 are unlabeled"),
+         "--budget 1: 1 item asked but only 0 are unlabeled"),
     # Images and masks.
     Case("corrupt-image", "select", lambda s: s.select(*s.pool_copy(garbage, "train/images/{unlabeled}.png")),
          "pool/train/images/{unlabeled}.png: cannot decode image"),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import import_script
+from conftest import check_new_mask_path, import_script
 from lib.data import IGNORE_INDEX, Frame, open_dataset
 from lib.errors import UserError
 
@@ -43,6 +43,10 @@ def test_void_becomes_ignore(camvid):
     expected = np.arange(48).reshape(6, 8) % 12
     assert (mask[expected == 11] == IGNORE_INDEX).all()
     assert (mask[expected < 11] == expected[expected < 11]).all()
+
+
+def test_a_new_mask_goes_where_the_loader_reads_it(camvid):
+    check_new_mask_path("camvid", camvid, "train")
 
 
 def test_a_split_without_annotations_is_an_unlabeled_pool(camvid):

@@ -1,12 +1,13 @@
 """The Cityscapes loader on a fixture written in the layout and naming of the official zips."""
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import import_script
+from conftest import check_new_mask_path, import_script
 from lib.data import IGNORE_INDEX, Frame, open_dataset
 from lib.errors import UserError
 
@@ -72,6 +73,16 @@ def test_label_ids_are_used_while_label_train_ids_are_incomplete(cityscapes):
     write_png(gt_path(cityscapes, "train", TRAIN[0], "labelTrainIds"), np.full((8, 16), 5, np.uint8))
     dataset = open_dataset("cityscapes", cityscapes, "train")
     assert (dataset.load_mask(TRAIN[0])[LABEL_IDS == 26] == 13).all()
+
+
+def test_a_new_mask_goes_where_the_loader_reads_it(cityscapes):
+    check_new_mask_path("cityscapes", cityscapes, "train")  # a labelIds file, as the split's others
+    assert open_dataset("cityscapes", cityscapes, "test").annotation_path(TEST[0]) is None  # never read
+    shutil.rmtree(cityscapes / "gtFine" / "train")  # no labels yet: new ones are train ids, our class ids
+    saved = open_dataset("cityscapes", cityscapes, "train").annotation_path(TRAIN[0])
+    assert saved == gt_path(cityscapes, "train", TRAIN[0], "labelTrainIds")
+    write_png(saved, np.full((8, 16), 5, np.uint8))
+    assert (open_dataset("cityscapes", cityscapes, "train").load_mask(TRAIN[0]) == 5).all()
 
 
 def test_test_split_and_splits_without_gt_fine_are_unlabeled(cityscapes):

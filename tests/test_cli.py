@@ -46,7 +46,7 @@ def test_loop_writes_the_experiment_layout(experiment):
         assert not torch.load(out / f"entropy/seed0/cycle{cycle}/model.pt")["model_args"]["mc_dropout"]
     scores = read(out / "entropy/seed0/cycle1/scores.json")["scores"]
     assert len(scores) == 8 and set(read(out / "entropy/seed0/cycle1/index.json")["history"][1]["added"]) <= set(scores)
-    summary = read(out / "summary.json")
+    summary = read(out / "summary@50.json")
     assert summary["budget"] == pytest.approx(50) and set(summary["methods"]) == {"entropy", "bald"}
     assert "mIoU@50" in stdout and "AUC@50" in stdout
     assert (out / "curves.csv").read_text().count("\n") == 5
@@ -87,7 +87,7 @@ def test_method_variants_and_the_fully_supervised_reference(synthetic_pool, tmp_
     assert all(item_id.endswith("_f00") for item_id in last["added"])  # frame 0 of each sequence of 2
     full = read(out / "_full/seed0/metrics.json")
     assert full["labeled_fraction"] == 1.0 and full["labeled"] == 12
-    assert "uniform5-entropy" in read(out / "summary.json")["methods"]
+    assert "uniform5-entropy" in read(out / "summary@50.json")["methods"]
 
 
 def test_selection_is_byte_identical_for_the_same_seed(synthetic_pool, experiment, tmp_path):
@@ -148,7 +148,7 @@ def test_train_bad_input(synthetic_pool, model_of, tmp_path, capsys):
     shutil.copytree(synthetic_pool, no_masks)
     first = read(model_of / "index.json")["labeled"][0]
     (no_masks / "train" / "masks" / f"{first}.png").unlink()
-    assert f"1 labeled images have no mask file: {first}" in fail(train, [*base, "--data-root", str(no_masks)], capsys)
+    assert f"1 labeled image has no mask file: {first}" in fail(train, [*base, "--data-root", str(no_masks)], capsys)
     assert not (tmp_path / "model.pt").exists()
 
 

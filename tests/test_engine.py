@@ -1,10 +1,18 @@
 """lib/engine.py: batches of images of mixed sizes, and what a training step hands from the --ssl mode to the
 contrastive head."""
 import numpy as np
+import pytest
 import torch
 
 from conftest import RecordedProgress
-from lib.engine import iterate_batches, train_one_epoch
+from lib.engine import (
+    default_crop,
+    epoch_order,
+    iterate_batches,
+    majority_class_warning,
+    steps_per_epoch,
+    train_one_epoch,
+)
 from lib.models import build_model
 from lib.semisup.mode import SslMode
 
@@ -77,3 +85,33 @@ def test_the_contrastive_head_learns_from_the_targets_of_the_ssl_mode():
     assert [(epoch, step) for _, epoch, step in head.calls] == [(5, 0), (5, 1)]
     assert all(masks.shape == (3, 32, 32) and (masks == 1).all() for masks, _, _ in head.calls)
     assert [values["batch"] for values in progress.values] == [3, 3]  # after_step's values join the progress
+
+
+@pytest.mark.parametrize("count, batch_size", [(5, 2), (6, 2), (7, 3), (9, 4), (3, 4), (4, 4), (1, 8)])
+def test_an_epoch_sees_every_image_in_full_batches(count, batch_size):
+    order = epoch_order(7, 3, count, batch_size)
+    batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    assert len(batches) == steps_per_epoch(count, batch_size)
+    assert sorted({i % count for i in order}) == list(range(count))  # every image, some a second time as count + i
+    assert sorted(order[:count]) == list(range(count)) and all(i >= count for i in order[count:])
+    assert all(len(batch) == min(batch_size, count) for batch in batches)
+    assert all(len({i % count for i in batch}) == len(batch) for batch in batches)  # no image twice in a batch
+    assert epoch_order(7, 3, count, batch_size) == order
+
+
+def test_the_default_crop_is_256_or_the_smallest_side():
+    assert default_crop([(1024, 2048), (480, 640)]) == (256, 256)
+    assert default_crop([(120, 160), (130, 150)]) == (120, 150)
+    assert default_crop([(24, 1000)]) == (24, 256)
+
+
+def test_the_majority_class_warning():
+    names = ["background", "lesion", "other"]
+    majority_everywhere = torch.tensor([[90, 0, 0], [10, 0, 0], [0, 0, 0]])
+    warning = majority_class_warning(majority_everywhere, names)  # mIoU (0.9 + 0) / 2, as the baseline's
+    assert warning.startswith("the model's mIoU on its training crops of the last epoch (45.00 %) is no better than "
+                              "predicting 'background' everywhere (45.00 %)")
+    worse = torch.tensor([[50, 40, 0], [10, 0, 0], [0, 0, 0]])  # (50 / 100 + 0) / 2
+    assert "(25.00 %) is no better" in majority_class_warning(worse, names)
+    assert majority_class_warning(torch.tensor([[85, 5, 0], [5, 5, 0], [0, 0, 0]]), names) is None
+    assert majority_class_warning(torch.zeros(3, 3, dtype=torch.long), names) is None

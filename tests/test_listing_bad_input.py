@@ -143,7 +143,8 @@ BOMB_CASES = [
     Case("bomb-header", "select",
          lambda s: s.first_cycle("--unit", "region", "--region-size", "16", *s.pixel_limit(500)),
          "{root}/train/images/{first}.png: " + BOMB),
-    Case("bomb-decoded", "evaluate", lambda s: s.evaluate(*s.pixel_limit(500)), "{root}/val/images/{val}.png: " + BOMB),
+    # evaluate.py reads the masks first (lib.label_stats), the images after.
+    Case("bomb-decoded", "evaluate", lambda s: s.evaluate(*s.pixel_limit(500)), "{root}/val/masks/{val}.png: " + BOMB),
 ]
 
 CASES = JSON_CASES + LISTING_CASES + ID_CASES + SIZE_CASES + BOMB_CASES

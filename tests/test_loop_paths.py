@@ -50,7 +50,7 @@ def test_the_loop_takes_paths_with_spaces_and_quotes(synthetic_pool, tmp_path):
     assert stamp["teacher_sha256"] == hashlib.sha256((cycles[0] / "model.pt").read_bytes()).hexdigest()
     pseudo = {p.stem for p in (cycles[1] / "pseudo").glob("*.png")}
     assert pseudo and pseudo <= set(ids[:-2]) - set(index["labeled"])
-    assert (out / "log.txt").is_file() and (out / "summary.json").is_file()
+    assert (out / "log.txt").is_file() and (out / "summary@60.json").is_file()
 
     after = contents(tmp_path)
     outside = {path: content for path, content in after.items() if not (tmp_path / path).is_relative_to(out)}

@@ -6,11 +6,13 @@ import torch
 from lib.metrics import (
     auc_at_budget,
     confusion_matrix,
+    dice_per_class,
     iou_per_class,
+    mean_dice,
     mean_iou,
     mean_std,
-    miou_at_budget,
     pixel_accuracy,
+    value_at_budget,
 )
 
 # Absent-class example used below, C = 4; class 3 is in neither map.
@@ -109,11 +111,29 @@ def test_perfect_prediction():
     assert mean_iou(cm) == 1.0 and pixel_accuracy(cm) == 1.0
 
 
+def test_dice_against_a_confusion_matrix_by_hand():
+    # A binary task, background 0 and lesion 1: 100 pixels.
+    #   background: 70 right, 10 called lesion (fp of lesion); lesion: 15 right, 5 missed (fn of lesion).
+    confusion = torch.tensor([[70, 10], [5, 15]])
+    # Dice = 2 tp / (2 tp + fp + fn): background 140 / (140 + 5 + 10), lesion 30 / (30 + 10 + 5).
+    assert dice_per_class(confusion) == pytest.approx([140 / 155, 30 / 45])
+    assert mean_dice(confusion) == pytest.approx((140 / 155 + 30 / 45) / 2)
+    # Per class Dice = 2 IoU / (1 + IoU): lesion IoU 15 / 30.
+    assert iou_per_class(confusion)[1] == pytest.approx(0.5) and dice_per_class(confusion)[1] == pytest.approx(2 / 3)
+
+
+def test_dice_absent_class_is_none_and_left_out_of_the_mean():
+    dices = dice_per_class(torch.tensor(ABSENT_CONFUSION))
+    # class 0: tp 1, fp 1, fn 1 -> 2/4; class 1: tp 2, fp 1, fn 0 -> 4/5; class 2: tp 1, fp 0, fn 1 -> 2/3
+    assert dices[:3] == pytest.approx([2 / 4, 4 / 5, 2 / 3]) and dices[3] is None
+    assert mean_dice(torch.tensor(ABSENT_CONFUSION)) == pytest.approx((2 / 4 + 4 / 5 + 2 / 3) / 3)
+
+
 def test_pixel_accuracy_by_hand():
     assert pixel_accuracy(torch.tensor(ABSENT_CONFUSION)) == pytest.approx(4 / 6)
 
 
-@pytest.mark.parametrize("metric", [iou_per_class, mean_iou, pixel_accuracy])
+@pytest.mark.parametrize("metric", [iou_per_class, mean_iou, dice_per_class, mean_dice, pixel_accuracy])
 def test_empty_confusion_raises(metric):
     with pytest.raises(ValueError, match="empty"):
         metric(torch.zeros(3, 3, dtype=torch.long))
@@ -145,7 +165,7 @@ def test_auc_non_flat_curve_by_hand():
     assert auc_at_budget(TEN_TEN, mious, 50) == pytest.approx(24.85)
     # intermediate budget: only the first two trapezoids, 550 + 620
     assert auc_at_budget(TEN_TEN, mious, 30) == pytest.approx(11.70)
-    assert miou_at_budget(TEN_TEN, mious, 30) == 64.0
+    assert value_at_budget(TEN_TEN, mious, 30) == 64.0
 
 
 def test_auc_uneven_spacing_by_hand():
@@ -159,17 +179,34 @@ def test_auc_at_first_budget_is_zero():
 
 def test_budget_matching_tolerates_float_noise():
     budgets = [0.1, 0.2, 0.1 * 3]  # 0.30000000000000004
-    assert miou_at_budget(budgets, [1.0, 2.0, 3.0], 0.3) == 3.0
+    assert value_at_budget(budgets, [1.0, 2.0, 3.0], 0.3) == 3.0
     assert auc_at_budget(budgets, [1.0, 1.0, 1.0], 0.3) == pytest.approx(0.2 / 100)
 
 
-@pytest.mark.parametrize("curve_fn", [auc_at_budget, miou_at_budget])
-def test_unknown_budget_raises_naming_it_and_the_budgets(curve_fn):
-    with pytest.raises(ValueError, match=r"budget 35 .*10, 20, 30, 40, 50"):
-        curve_fn(TEN_TEN, [50.0] * 5, 35)
+@pytest.mark.parametrize("curve_fn", [auc_at_budget, value_at_budget])
+@pytest.mark.parametrize("budget", [55, 9.5])
+def test_budget_outside_the_curve_is_not_extrapolated(curve_fn, budget):
+    with pytest.raises(ValueError, match=rf"budget {budget:g} is not a point of the curve nor between two of its "
+                                         r"points \(budgets: 10, 20, 30, 40, 50\)"):
+        curve_fn(TEN_TEN, [50.0] * 5, budget)
 
 
-@pytest.mark.parametrize("curve_fn", [auc_at_budget, miou_at_budget])
+def test_budget_between_cycles_is_read_off_the_straight_line():
+    # A 96-item pool, 10 items a cycle: 10/96, 20/96, 30/96, 40/96 of it; B = 40 % lies between the last two.
+    budgets = [100 * n / 96 for n in (10, 20, 30, 40)]
+    mious = [40.0, 50.0, 56.0, 60.0]
+    t = (40 - budgets[2]) / (budgets[3] - budgets[2])  # 0.84 of the way from 31.25 % to 41.67 %
+    at_40 = 56.0 + t * (60.0 - 56.0)
+    assert value_at_budget(budgets, mious, 40) == pytest.approx(at_40)
+    step = 100 * 10 / 96
+    whole = step * (40 + 50) / 2 + step * (50 + 56) / 2  # the trapezoids up to 31.25 %
+    part = (40 - budgets[2]) * (56.0 + at_40) / 2  # the last one ends at the interpolated point
+    assert auc_at_budget(budgets, mious, 40) == pytest.approx((whole + part) / 100)
+    # On a straight line the interpolated area is the exact one: 10 % to 25 % under 50 + (b - 10).
+    assert auc_at_budget([10, 20, 30], [50.0, 60.0, 70.0], 25) == pytest.approx(15 * (50 + 65) / 2 / 100)
+
+
+@pytest.mark.parametrize("curve_fn", [auc_at_budget, value_at_budget])
 @pytest.mark.parametrize("budgets, mious", [
     ([10, 20, 20], [50.0, 60.0, 61.0]),  # repeated budget
     ([10, 30, 20], [50.0, 60.0, 61.0]),  # decreasing budget

@@ -96,20 +96,20 @@ def test_experiment_in_the_paper_layout(tmp_path, monkeypatch, capsys):
     assert lines["random"].split()[1:] == [
         "Random", "2", "60.50", "±", "0.71", "58.90", "23.60", "±", "0.28", "23.29"]
     assert lines["equal"].split()[1:] == ["EqualAL", "-", "62.41", "-", "24.32"]  # the paper's alone
-    assert lines["_full"].split()[1:] == ["100%", "1", "68.00", "±", "0.00", "68.42", "27.20", "±", "0.00", "27.37"]
+    assert lines["_full"].split()[1:] == ["100%", "1", "68.00", "68.42", "27.20", "27.37"]  # one seed: no ± 0.00
     order = [line.split()[0] for line in out.splitlines()[3:16]]
     assert order[:3] == ["random", "entropy", "equal"] and order[-2:] == ["_full-mcd", "kmeanspp"]
     # 95 % of 68 is 64.6, not reached by random (64.5 at 50 %); kmeanspp tops at 64.
     assert "95% of it: 64.60" in out and "\n  kmeanspp             not reached\n" in out
     assert "curves.png not drawn: matplotlib is not installed (pip install matplotlib)" in out
 
-    records = {r["paper_row"]: r for r in csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text()))}
+    records = {r["paper_row"]: r for r in csv.DictReader(io.StringIO((tmp_path / "summary@30-50.csv").read_text()))}
     assert records["Random"]["method"] == "random" and float(records["Random"]["miou_mean"]) == pytest.approx(60.5)
     assert records["Random"]["published_miou"] == "58.9" and records["Random"]["published_miou_budget"] == "30"
     assert records["EqualAL"]["miou_mean"] == "" and records["EqualAL"]["published_auc"] == "24.32"
     assert records[""]["method"] == "kmeanspp" and records[""]["published_miou"] == ""
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary@30-50.json").read_text())
     assert summary["methods"]["random"]["published"]["miou"] == 58.9
     assert summary["references"]["_full"]["published"]["auc"] == 27.37
     assert "published" not in summary["methods"]["kmeanspp"]
@@ -122,12 +122,13 @@ def test_budget_flag_marks_the_published_budget(tmp_path, capsys):
     evaluate.main(["--experiment", str(tmp_path), "--setting", "cityscapes_10_10", "--budget", "40"])
     # (52.5 + 57.5 + 61) * 10 / 100 = 17.1 up to 40 %; the paper's numbers are at 30 % and 50 %.
     assert lines_of(capsys.readouterr().out)["random"].split()[2:] == [
-        "1", "62.00", "±", "0.00", "58.90@30", "17.10", "±", "0.00", "23.29@50"]
+        "1", "62.00", "58.90@30", "17.10", "23.29@50"]
 
 
 def test_the_paper_budget_must_be_reached(tmp_path):
     write_experiment(tmp_path, {"random": {0: [(10, 50.0), (20, 55.0)]}})
-    with pytest.raises(UserError, match="budget 30 % is not reached by random/seed0 .*--budget chooses another"):
+    with pytest.raises(UserError, match=r"budget 30 % is not reached by any run \(last budgets: random/seed0 20\); "
+                                        "--setting cityscapes_10_10 compares at the paper's budget, --budget chooses"):
         evaluate.main(["--experiment", str(tmp_path), "--setting", "cityscapes_10_10"])
     with pytest.raises(UserError, match="--setting goes with --experiment"):
         evaluate.main(["--curve", str(tmp_path / "curve.json"), "--setting", "cityscapes_10_10"])
@@ -147,7 +148,7 @@ def test_s4al_settings_report_the_share_to_95_percent(tmp_path, capsys):
     evaluate.main(["--experiment", str(tmp_path), "--setting", "camvid_s4al"])
     out = capsys.readouterr().out
     # AUC@12.1: one trapezoid, (58 + 61) / 2 * 2.08 / 100; the paper gives none.
-    assert lines_of(out)["entropy-ssl"].split()[-9:] == ["1", "61.00", "±", "0.00", "62.65", "1.24", "±", "0.00", "-"]
+    assert lines_of(out)["entropy-ssl"].split()[-5:] == ["1", "61.00", "62.65", "1.24", "-"]
     assert lines_of(out)["-"].split()[-4:] == ["-", "61.36@13.8", "-", "-"]  # S4AL: not ours, at its own budget
     assert ("needs _full/seed<k>/metrics.json in the experiment (run the setting with FULL=1); "
             "the paper's: S4AL+ (12.1%) 12.1") in out
@@ -158,11 +159,11 @@ def test_s4al_settings_report_the_share_to_95_percent(tmp_path, capsys):
     assert "labeled % of the pool's pixels at which the mean curve reaches it:" in out
     share = 10 + (0.95 * 63.55 - 58) / 3 * 2.08
     assert f"entropy-ssl                {share:.2f}   (paper, S4AL+ (12.1%): 12.1)" in out
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary-pixels@12.1.json").read_text())
     assert summary["methods"]["entropy-ssl"]["labeled_to_95"] == pytest.approx(share)
     assert summary["methods"]["entropy-ssl"]["published"]["labeled_to_95"] == 12.1
     assert summary["x_axis"] == "pixels"
-    records = list(csv.DictReader(io.StringIO((tmp_path / "summary.csv").read_text())))
+    records = list(csv.DictReader(io.StringIO((tmp_path / "summary-pixels@12.1.csv").read_text())))
     assert [r["published_labeled_to_95"] for r in records] == ["", "12.1", ""]
 
 

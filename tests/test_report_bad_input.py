@@ -161,7 +161,7 @@ def test_the_good_experiment_and_curve_summarise(tmp_path, capsys):
     evaluate.main(["--experiment", str(tmp_path), "--x-axis", "pixels"])
     evaluate.main(["--curve", str(tmp_path / "curve.json")])
     assert "mIoU@30 = 60.00  AUC@30 = 10.00" in capsys.readouterr().out
-    assert json.loads((tmp_path / "summary.json").read_text())["methods"]["random"]["seeds"] == [0]
+    assert json.loads((tmp_path / "summary@30.json").read_text())["methods"]["random"]["seeds"] == [0]
 
 
 @pytest.fixture(scope="module")
@@ -196,5 +196,7 @@ def test_split_of_ignore_only_masks_is_one_line_and_changes_no_file(mode, synthe
     argv = [*source, "--data-root", str(root), "--out", str(tmp_path / "out" / "metrics.json")]
     before = snapshot(tmp_path), snapshot(trained)
     assert fail(evaluate, argv, capsys) == (f"error: {root}: every mask pixel of split 'val' is ignore (255): "
-                                            "nothing to evaluate\n")
+                                            "nothing to evaluate (4 masks read; values stored: 255); 255 is read as "
+                                            "ignore: to make it a class, map mask values to classes in "
+                                            f"{root / 'classes.json'} (README: the folder layout)\n")
     assert (snapshot(tmp_path), snapshot(trained)) == before

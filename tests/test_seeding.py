@@ -61,4 +61,4 @@ def test_worker_processes_crop_as_the_main_process_does(synthetic_pool):
     for workers in (0, 2):
         loader = epoch_loader(crops, 3, batch_size=4, workers=workers)
         batches.append([torch.cat([images.flatten(), masks.flatten().float()]) for images, masks in loader])
-    assert len(batches[0]) == 1 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+    assert len(batches[0]) == 2 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))

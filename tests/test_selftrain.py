@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import fail, import_script, run_loop, train_tiny_model
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.base import read_label
-from lib.engine import mean_cross_entropy
+from lib.losses import mean_cross_entropy
 from lib.semisup import selftrain
 from lib.semisup.augment import strong_augment
 from lib.semisup.unlabeled import UnlabeledCrops

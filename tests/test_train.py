@@ -1,8 +1,13 @@
+import json
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from conftest import import_script
-from lib.data import open_dataset
+from conftest import fail, import_script
+from lib.data import IGNORE_INDEX, open_dataset
+from lib.data.base import SegmentationDataset
 from lib.index import LabeledIndex, Unit, save_index
 
 train = import_script("train.py")
@@ -43,7 +48,9 @@ S4GAN = ["--ssl", "s4gan", "-u", "2"]
 SELFTRAIN = ["--ssl", "selftrain", "--pseudo-threshold", "0.2", "-u", "3", "--teacher"]  # the teacher's path last
 
 
-@pytest.mark.parametrize("extra", [[], RECO, S4GAN, [*RECO, *SELFTRAIN]], ids=["plain", "reco", "s4gan", "selftrain"])
+# -b 4: 6 images in 2 steps, the second filled up with 2 images of the first
+@pytest.mark.parametrize("extra", [["-b", "4"], RECO, S4GAN, [*RECO, *SELFTRAIN]],
+                         ids=["plain-filled-batch", "reco", "s4gan", "selftrain"])
 def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_index, tmp_path, monkeypatch, capsys,
                                                        extra):
     if extra[-1:] == ["--teacher"]:  # a teacher of 1 epoch
@@ -80,14 +87,20 @@ def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_in
         assert torch.equal(tensor, b["model"][name]), name
 
 
-def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("other, changed", [(["--lr", "0.1"], "lr"),
+                                            (["--loss", "dice", "--class-weights", "median-frequency"],
+                                             "class_weights, loss")])
+def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index, tmp_path, monkeypatch, other,
+                                                  changed):
     out = tmp_path / "model.pt"
+    weighted = [*train_args(synthetic_pool, labeled_index, out), "--loss", "both", "--class-weights", "1,1,1,1,1,1,1,2"]
     kill_after_epoch(monkeypatch, 1)
     with pytest.raises(Killed):
-        train.main(train_args(synthetic_pool, labeled_index, out))
+        train.main(weighted)
     monkeypatch.undo()
-    with pytest.raises(train.UserError, match=r"model\.pt\.resume: was started with other settings \(lr\)"):
-        train.main([*train_args(synthetic_pool, labeled_index, out), "--resume", "--lr", "0.1"])
+    # --lr alone: the weights, read back from the file, are the same
+    with pytest.raises(train.UserError, match=rf"model\.pt\.resume: was started with other settings \({changed}\)"):
+        train.main([*weighted, "--resume", *other])
 
 
 def test_resume_reads_flags_newer_than_the_file_as_their_defaults(synthetic_pool, labeled_index, tmp_path,
@@ -119,6 +132,7 @@ def test_checkpoint_is_self_describing(synthetic_pool, labeled_index, tmp_path):
     assert checkpoint["dataset"] == {"name": "synthetic", "split": "train"}
     assert checkpoint["index"]["labeled"] == 6 and checkpoint["index"]["labeled_fraction"] == 0.5
     assert checkpoint["train_args"]["lr"] == 0.05 and checkpoint["epochs"] == 3
+    assert checkpoint["training"] == {"crop": [32, 32], "class_weights": None}
     assert {"optimizer", "scheduler", "scaler"} <= set(checkpoint)
 
 
@@ -134,9 +148,106 @@ def test_the_schedule_spans_the_steps_taken(synthetic_pool, tmp_path, monkeypatc
                         or step(self, *a, **k))
     train.main([*train_args(synthetic_pool, tmp_path / "index.json", tmp_path / "model.pt"), "--lr-schedule", schedule,
                 "--batch-size", str(batch_size)])
-    steps = 3 * max(num_labeled // batch_size, 1)  # 3 epochs; a short last batch is dropped unless it is the only one
+    steps = 3 * -(-num_labeled // batch_size)  # 3 epochs of every image; a short last batch is filled up
     after_last = torch.load(tmp_path / "model.pt", weights_only=True)["scheduler"]["_last_lr"][0]
     if schedule == "poly":  # lr * (1 - step / total) ** 0.9: it reaches 0 just after the last step, not before
         assert used == pytest.approx([0.05 * (1 - k / steps) ** 0.9 for k in range(steps)]) and after_last == 0
     else:
         assert used == [0.05] * steps and after_last == 0.05
+
+
+def lesion_pool(root, sizes, side, labeled):
+    """A `folder` pool of two classes in root/pool: image i<k> of sizes[k] (H, W), a bright side x side square
+    lesion (mask 1) on a dark background (mask 0), at a place of its own; root/index.json labels the first
+    `labeled`, and only they have masks. Returns (pool, index)."""
+    pool = root / "pool"
+    for folder in ("images", "masks"):
+        (pool / "train" / folder).mkdir(parents=True)
+    (pool / "classes.json").write_text(json.dumps(["background", "lesion"]))
+    rng = np.random.default_rng(0)
+    for k, (height, width) in enumerate(sizes):
+        mask = np.zeros((height, width), np.uint8)
+        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+        mask[top:top + side, left:left + side] = 1
+        Image.fromarray(np.repeat(mask[..., None] * 200 + 20, 3, axis=2)).save(pool / "train" / "images" / f"i{k}.png")
+        if k < labeled:
+            Image.fromarray(mask).save(pool / "train" / "masks" / f"i{k}.png")
+    ids = [f"i{k}" for k in range(labeled)]
+    save_index(root / "index.json", LabeledIndex("folder", "train", Unit(), len(sizes)).with_cycle("random", 0,
+                                                                                                     "6", ids))
+    return pool, root / "index.json"
+
+
+def lesion_args(pool, index, out, *flags):
+    """train.py on a lesion_pool: the default flags but for a tiny model on the CPU, 1 epoch unless `flags` say."""
+    return ["--dataset", "folder", "--data-root", str(pool), "--index", str(index), "--out", str(out), "--arch", "tiny",
+            "--epochs", "1", "--workers", "0", "--device", "cpu", *flags]
+
+
+def test_default_flags_train_every_labeled_image_each_epoch_on_whole_tiny_images(tmp_path, monkeypatch):
+    pool, index = lesion_pool(tmp_path, [(24, 32)] * 5 + [(16, 16)], side=8, labeled=5)  # the unlabeled i5 is smaller
+    loaded, batches = [], []  # the labeled images read, the batches of every epoch
+    load_pair = SegmentationDataset.load_pair
+    monkeypatch.setattr(SegmentationDataset, "load_pair", lambda self, image_id: loaded.append(image_id)
+                        or load_pair(self, image_id))
+    train_one_epoch = train.train_one_epoch
+
+    def recording(model, epoch, loader, *rest):
+        batches.append(list(loader))
+        return train_one_epoch(model, epoch, batches[-1], *rest)
+
+    monkeypatch.setattr(train, "train_one_epoch", recording)
+    train.main(lesion_args(pool, index, tmp_path / "model.pt", "--epochs", "2", "-b", "2"))
+    assert [len(epoch) for epoch in batches] == [3, 3]  # ceil(5 / 2) steps, every one of 2 images
+    for epoch in batches:
+        for images, masks in epoch:  # the whole image, nothing padded
+            assert images.shape == (2, 3, 24, 32) and masks.shape == (2, 24, 32) and (masks != IGNORE_INDEX).all()
+    for epoch in (loaded[:6], loaded[6:]):  # every image, one of them twice
+        assert sorted(set(epoch)) == [f"i{k}" for k in range(5)] and len(epoch) == 6
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert checkpoint["train_args"]["crop"] is None and checkpoint["training"]["crop"] == [24, 32]
+
+
+@pytest.mark.parametrize("flags, crop", [([], (24, 26)), (["--ssl", "s4gan"], (20, 26)),
+                                         (["--crop", "32x48"], (32, 48)), (["--crop", "300"], (300, 300))],
+                         ids=["labeled", "ssl-pool", "asked", "asked-large"])
+def test_the_crop_fits_the_images_cropped_from_unless_asked(tmp_path, flags, crop):
+    pool, index = lesion_pool(tmp_path, [(24, 32)] * 3 + [(30, 26), (20, 40)], side=4, labeled=4)
+    args = train.get_args_parser().parse_args(lesion_args(pool, index, tmp_path / "model.pt", *flags))
+    assert train.training_images(args)[0].crop == crop
+
+
+@pytest.mark.parametrize("side, lr, epochs, warned", [(4, "1e-9", "1", True), (13, "0.05", "2", False)],
+                         ids=["learns-nothing", "learns"])
+def test_a_model_no_better_than_the_majority_class_is_warned_of(tmp_path, capsys, side, lr, epochs, warned):
+    pool, index = lesion_pool(tmp_path, [(24, 32)] * 6, side=side, labeled=6)
+    train.main(lesion_args(pool, index, tmp_path / "model.pt", "-b", "2", "--lr", lr, "--epochs", epochs))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "no better than predicting 'background' everywhere" in line]
+    assert len(lines) == warned, err
+    if warned:
+        assert lines[0].startswith("warning: the model's mIoU on its training crops of the last epoch (")
+        assert "--loss dice or --class-weights median-frequency" in lines[0]
+
+
+@pytest.mark.parametrize("loss", ["dice", "both"])
+def test_dice_losses_train_with_median_frequency_weights(tmp_path, loss):
+    pool, index = lesion_pool(tmp_path, [(24, 32)] * 4, side=12, labeled=4)
+    train.main(lesion_args(pool, index, tmp_path / "model.pt", "-b", "2", "--loss", loss,
+                           "--class-weights", "median-frequency"))
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    lesion, background = 4 * 12 * 12, 4 * (24 * 32 - 12 * 12)  # the median of two shares is their mean, 1/2
+    half = (lesion + background) / 2
+    assert checkpoint["training"]["class_weights"] == pytest.approx([half / background, half / lesion])
+    assert checkpoint["train_args"]["loss"] == loss and torch.isfinite(torch.tensor(checkpoint["loss"]))
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("1,2,3", "error: --class-weights: 3 weights given, but the dataset has 2 classes (background, lesion)"),
+    ("1,0", "error: argument --class-weights: expected median-frequency or comma-separated numbers above 0"),
+])
+def test_class_weights_of_the_wrong_count_are_one_error_line(tmp_path, capsys, weights, message):
+    pool, index = lesion_pool(tmp_path, [(24, 32)] * 2, side=4, labeled=2)
+    assert fail(train, lesion_args(pool, index, tmp_path / "model.pt", "--class-weights", weights), capsys).startswith(
+        message)
+    assert not (tmp_path / "model.pt").exists()

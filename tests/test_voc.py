@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import import_script
+from conftest import check_new_mask_path, import_script
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.errors import UserError
 
@@ -81,6 +81,11 @@ def test_train_aug_list_in_deeplab_format(voc):
 
 def test_root_may_be_the_voc2012_folder(voc):
     assert open_dataset("voc", voc / "VOCdevkit" / "VOC2012", "train").ids == TRAIN
+
+
+@pytest.mark.parametrize("split", ["train", "train_aug"])
+def test_a_new_mask_goes_where_the_loader_reads_it(voc, split):
+    check_new_mask_path("voc", voc, split)
 
 
 def test_a_split_without_labels_is_an_unlabeled_pool(voc):

@@ -15,7 +15,7 @@ from lib.engine import LabeledCrops
 from lib.errors import UserError
 from lib.index import load_index
 from lib.units import Box, Unit
-from lib.worklist import OUTLINE, write_worklist
+from lib.worklist import MARGIN, OUTLINE, write_worklist
 
 train, select = import_script("train.py"), import_script("select.py")
 CPU = ["--workers", "0", "--device", "cpu"]
@@ -40,25 +40,39 @@ def row_box(row):
     return Box(int(row["top"]), int(row["left"]), int(row["bottom"]), int(row["right"]))
 
 
-def grown(box, distance, height, width):
-    """[height, width] bool: `box` grown by `distance` pixels on every side, clipped to the image."""
-    area = np.zeros((height, width), dtype=bool)
-    area[max(box.top - distance, 0):box.bottom + distance, max(box.left - distance, 0):box.right + distance] = True
+def box_area(box, distance=0, margin=0):
+    """[32 + 2 margin, 48 + 2 margin] bool: `box` of a 32x48 image on a `margin`, grown by `distance` on every side."""
+    area = np.zeros((32 + 2 * margin, 48 + 2 * margin), dtype=bool)
+    area[box.top + margin - distance:box.bottom + margin + distance,
+         box.left + margin - distance:box.right + margin + distance] = True
     return area
 
 
-def test_image_units_list_whole_images_without_outline_or_mask(dataset, tmp_path):
+def check_outlined(preview, image, box):
+    """`preview` is `image` on a white margin with `box` ringed in magenta, then black, on every side."""
+    assert preview.shape == (32 + 2 * MARGIN, 48 + 2 * MARGIN, 3)
+    inside, band, ring = (box_area(box, distance, MARGIN) for distance in (0, 2, 3))
+    assert (preview[band & ~inside] == MAGENTA).all() and (preview[ring & ~band] == BLACK).all()
+    framed = np.full_like(preview, 255)
+    framed[MARGIN:-MARGIN, MARGIN:-MARGIN] = image
+    untouched = ~ring | inside
+    assert np.array_equal(preview[untouched], framed[untouched])
+
+
+def test_image_units_outline_whole_images_and_name_their_mask_files(dataset, synthetic_pool, tmp_path):
     ids = dataset.ids[:3]
     write_worklist(tmp_path / "work", dataset, Unit(), ids, None, "random", 0)
     with open(tmp_path / "work" / "worklist.csv") as handle:
-        assert handle.readline() == "rank,id,image,top,left,bottom,right,score,method,cycle,preview,mask\n"
+        assert handle.readline() == ("rank,id,image,top,left,bottom,right,score,method,cycle,preview,mask,"
+                                     "save_label_as\n")
     rows = read_rows(tmp_path / "work")
     assert [row["id"] for row in rows] == ids and [row["rank"] for row in rows] == ["1", "2", "3"]
     for row in rows:
         assert row["image"] == str(dataset.image_path(row["id"]).resolve())
+        assert row["save_label_as"] == str((synthetic_pool / "train" / "masks" / f"{row['id']}.png").resolve())
         assert row_box(row) == Box(0, 0, 32, 48)
         assert (row["score"], row["method"], row["cycle"], row["mask"]) == ("", "random", "0", "")
-        assert np.array_equal(png(tmp_path / "work" / row["preview"]), dataset.load_image(row["id"]))
+        check_outlined(png(tmp_path / "work" / row["preview"]), dataset.load_image(row["id"]), Box(0, 0, 32, 48))
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".al-seg.json", "previews", "worklist.csv"]
 
 
@@ -71,17 +85,12 @@ def test_patch_units_outline_the_cell_and_mask_it(dataset, tmp_path):
     assert [(row["id"], row["score"], row["cycle"]) for row in rows] == [(i, str(scores[i]), "3") for i in ids]
     assert [row_box(row) for row in rows] == [Box(16, 0, 32, 24), Box(0, 24, 16, 48), Box(0, 24, 16, 48)]
     assert rows[0]["preview"] == f"previews/{first}%23r1c0.png" and rows[0]["mask"] == f"masks/{first}%23r1c0.png"
+    assert rows[0]["save_label_as"] == rows[2]["save_label_as"] != rows[1]["save_label_as"]  # one mask per image
     for row in rows:
         box, image = row_box(row), dataset.load_image(row["id"].partition("#")[0])  # [32, 48, 3]
-        preview = png(tmp_path / "work" / row["preview"])  # [32, 48, 3]
-        inside = grown(box, 0, 32, 48)
-        band = grown(box, 2, 32, 48) & ~inside
-        rim = grown(box, 3, 32, 48) & ~grown(box, 2, 32, 48)
-        assert band.any() and (preview[band] == MAGENTA).all() and (preview[rim] == BLACK).all()
-        untouched = ~grown(box, 3, 32, 48) | inside
-        assert np.array_equal(preview[untouched], image[untouched])
+        check_outlined(png(tmp_path / "work" / row["preview"]), image, box)  # a cell at the border too
         mask = Image.open(tmp_path / "work" / row["mask"])
-        assert mask.mode == "L" and np.array_equal(np.array(mask), np.where(inside, 255, 0))
+        assert mask.mode == "L" and np.array_equal(np.array(mask), np.where(box_area(box), 255, 0))
 
 
 def test_region_units_are_outlined_on_every_side(dataset, tmp_path):
@@ -89,11 +98,8 @@ def test_region_units_are_outlined_on_every_side(dataset, tmp_path):
     write_worklist(tmp_path / "work", dataset, Unit("region", size=16), [item], {item: 2.0}, "entropy", 1)
     (row,) = read_rows(tmp_path / "work")
     assert row_box(row) == Box(8, 16, 24, 32) and row["score"] == "2.0"
-    preview = png(tmp_path / "work" / row["preview"])  # [32, 48, 3]
-    for y, x in ((6, 20), (25, 20), (12, 14), (12, 33)):  # above, below, left and right of the region
-        assert tuple(preview[y, x]) == MAGENTA
-    assert np.array_equal(preview[8:24, 16:32], dataset.load_image(dataset.ids[4])[8:24, 16:32])
-    assert np.array_equal(png(tmp_path / "work" / row["mask"]) > 0, grown(Box(8, 16, 24, 32), 0, 32, 48))
+    check_outlined(png(tmp_path / "work" / row["preview"]), dataset.load_image(dataset.ids[4]), row_box(row))
+    assert np.array_equal(png(tmp_path / "work" / row["mask"]) > 0, box_area(Box(8, 16, 24, 32)))
 
 
 def test_a_new_export_replaces_the_old_folder_completely(dataset, tmp_path):
@@ -166,16 +172,19 @@ def test_annotation_round_trip_trains_on_the_selected_patches_only(synthetic_poo
     err = fail(train, train_argv, capsys)
     assert f"{len(images)} labeled images have no mask file" in err and all(image in err for image in images)
 
-    # Annotators label the area of each worklist mask; we make every other pixel wrong on purpose.
+    # Annotators label the area of each worklist mask, saved where the worklist says; we make every other pixel
+    # wrong on purpose.
     num_classes = len(json.loads((unlabeled_pool / "classes.json").read_text()))
     (unlabeled_pool / "train" / "masks").mkdir()
     selected = {image: np.zeros((32, 48), dtype=bool) for image in images}
+    save_as = {row["id"].partition("#")[0]: row["save_label_as"] for row in rows}
     for row in rows:
         selected[row["id"].partition("#")[0]] |= png(work / row["mask"]) == 255
     truth = {image: read_label(synthetic_pool / "train" / "masks" / f"{image}.png") for image in images}
     for image in images:
+        assert save_as[image] == str((unlabeled_pool / "train" / "masks" / f"{image}.png").resolve())
         annotation = np.where(selected[image], truth[image], (truth[image] + 1) % num_classes).astype(np.uint8)
-        Image.fromarray(annotation).save(unlabeled_pool / "train" / "masks" / f"{image}.png")
+        Image.fromarray(annotation).save(save_as[image])
 
     train.main(train_argv)
     assert torch.load(tmp_path / "model.pt", weights_only=True)["index"]["labeled_images"] == len(images)

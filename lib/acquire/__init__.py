@@ -24,6 +24,7 @@ from lib.acquire.rank import random_subset, top_k
 from lib.acquire.scores import pixel_entropy, pixel_flip_disagreement, pixel_mutual_information
 from lib.acquire.temporal import evenly_spaced
 from lib.errors import UserError
+from lib.text import plural
 
 ALL_UNITS = ("image", "patch", "region")
 
@@ -74,7 +75,8 @@ def select_random_images(context, k, seed):
     whole = [image_id for image_id in context.reader.images_of(context.candidates)
              if all(image_id + suffix in candidates for suffix in suffixes)]
     if k // per_image > len(whole):
-        raise UserError(f"--method random-images: {k // per_image} whole images asked, {len(whole)} are unlabeled")
+        raise UserError(f"--method random-images: {plural(k // per_image, 'whole image')} asked, "
+                        f"{plural(len(whole), 'is', 'are')} unlabeled")
     images = random_subset(whole, k // per_image, seed)
     return Selection([image_id + suffix for image_id in images for suffix in suffixes], None)
 

@@ -182,7 +182,7 @@ MODEL_NEEDS = {  # checked in this order
         "which a {kind} does not name; use meal-ft",
     ),
     **{name: ModelNeed(
-        functools.partial(_offers_feature_map, name),  # only TorchScript models can lack them
+        functools.partial(_offers_feature_map, name),  # only TorchScript and torch.export models can lack them
         "--method {method} reads features of the model: give --feature-layer, a submodule of {checkpoint} that "
         "reads the image (e.g. backbone)",
     ) for name in FEATURE_MAPS},

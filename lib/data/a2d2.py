@@ -146,6 +146,13 @@ def _read_sequence(sequence_dir):
     return image_paths, mask_paths, frames
 
 
+def _label_path(semantic_dir, image_id):
+    """<sequence>/label/cam_front_center/<stamp>_label_frontcenter_<frame>.png of an image id."""
+    match = _IMAGE_NAME.match(image_id)
+    sequence = f"{match['stamp'][:8]}_{match['stamp'][8:]}"  # the folder the stamp was read from
+    return semantic_dir / sequence / "label" / CAMERA / f"{match['stamp']}_label_frontcenter_{match['frame']}.png"
+
+
 def open_a2d2(root, split):
     semantic_dir = require_root(root) / "camera_lidar_semantic"
     if not semantic_dir.is_dir():
@@ -158,4 +165,5 @@ def open_a2d2(root, split):
         image_paths.update(sequence_images)
         mask_paths.update(sequence_masks)
         frames.update(sequence_frames)
-    return SegmentationDataset("a2d2", split, image_paths, mask_paths, CLASS_NAMES, frames, decode_mask=decode_mask)
+    return SegmentationDataset("a2d2", split, image_paths, mask_paths, CLASS_NAMES, frames, decode_mask=decode_mask,
+                               new_mask_path=functools.partial(_label_path, semantic_dir))

@@ -6,6 +6,7 @@ Loaders for new layouts (Cityscapes, CamVid, VOC, A2D2) build a
 optionally id -> Frame for sequential data; decoding, conversion and validation
 of the files live here once.
 """
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,18 +33,24 @@ class Frame:
 
 class SegmentationDataset:
     def __init__(self, name, split, image_paths, mask_paths, class_names, frames=None, label_map=None,
-                 decode_mask=None):
+                 decode_mask=None, class_file=None, new_mask_path=None):
         self.name = name
         self.split = split
         self.ids = sorted(image_paths)  # a canonical order makes seeded selections reproducible
         self.class_names = list(class_names)
         self.frames = frames  # dict id -> Frame, or None when the layout has no sequence information
         # [256] uint8 lookup from the values stored in the mask files to class ids, for
-        # layouts whose files use other ids (CamVid's void 11, Cityscapes' labelIds).
+        # layouts whose files use other ids (CamVid's void 11, Cityscapes' labelIds, a folder's mask_values).
         self.label_map = label_map
+        # The classes.json a user wrote, which may map mask values (lib.data.folder); None for fixed layouts.
+        # Messages point to it: a value its mapping leaves out, a class that never occurs (lib.label_stats).
+        self.class_file = class_file
         # path -> [H, W] uint8 class ids, in place of read_label and label_map, for layouts
         # whose masks are not one channel of ids (A2D2's colours); picklable for loader workers.
         self.decode_mask = decode_mask
+        # id -> the path this layout would read the mask of an image without one from, for the annotators
+        # (select.py --export); None where the split's masks are never read (Cityscapes' test split). Picklable.
+        self.new_mask_path = new_mask_path
         self._image_paths = image_paths
         self._mask_paths = mask_paths
         self._sizes = {}  # id -> (H, W): pixel budgets and region layouts ask for sizes item by item
@@ -74,6 +81,16 @@ class SegmentationDataset:
     def has_mask(self, image_id):
         return image_id in self._mask_paths
 
+    def annotation_path(self, image_id):
+        """Where an annotator saves the mask of `image_id` for this layout to read: its mask file, or the path the
+        layout looks at; None where the split's masks are never read."""
+        if image_id in self._mask_paths:
+            return self._mask_paths[image_id]
+        return self.new_mask_path(image_id) if self.new_mask_path else None
+
+    def mask_path(self, image_id):
+        return self._mask_paths[image_id]
+
     def load_image(self, image_id):
         """[H, W, 3] uint8 RGB; greyscale, palette, RGBA and 16-bit files are converted.
 
@@ -92,18 +109,26 @@ class SegmentationDataset:
             return None
         if self.cache is None:
             return self._read_mask(path)
-        # Checked against the class count when decoded: an entry is valid for that count only.
-        return self.cache.load(self, "masks", image_id, path, self._read_mask, tag=f"-c{self.num_classes}")
+        return self.cache.load(self, "masks", image_id, path, self._read_mask, tag=self._mask_tag())
+
+    def _mask_tag(self):
+        """What a cached mask was decoded with, beside its file: an entry is valid for this class count and
+        label_map only (an edited mask_values must not leave masks mapped the old way)."""
+        if self.label_map is None:
+            return f"-c{self.num_classes}"
+        return f"-c{self.num_classes}-m{hashlib.sha256(self.label_map.tobytes()).hexdigest()[:12]}"
 
     def _read_mask(self, path):
         if self.decode_mask is not None:
             mask = self.decode_mask(path)
         else:
-            mask = read_label(path)
-            if self.label_map is not None:
-                mask = self.label_map[mask]
+            values = read_label(path)
+            mask = values if self.label_map is None else self.label_map[values]
         invalid = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
         if invalid.any():
+            if self.class_file is not None and self.label_map is not None:  # a folder's mask_values
+                raise UserError(f"{path}: value {int(values[invalid].max())} is not in {self.class_file}'s "
+                                f"mask_values (map it to a class, or to null to ignore it)")
             raise UserError(
                 f"{path}: class id {int(mask[invalid].max())} is out of range "
                 f"({self.num_classes} classes, {IGNORE_INDEX} = ignore)"
@@ -121,6 +146,16 @@ class SegmentationDataset:
                 f"but its image is {image.shape[1]}x{image.shape[0]}"
             )
         return image, mask
+
+
+@dataclass(frozen=True)
+class MaskFolder:
+    """id -> folder/<id>.png: where a layout keeping the masks of a split in one folder looks for one."""
+
+    folder: Path
+
+    def __call__(self, image_id):
+        return self.folder / f"{image_id}.png"
 
 
 def require_root(root):

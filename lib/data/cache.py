@@ -7,11 +7,12 @@ bench/bench_loader.py measures the difference. The price is disk: an RGB image t
 3 bytes a pixel (6 MiB for a Cityscapes frame).
 
     DIR/<dataset>/<split>/images/<id>.<size>-<mtime_ns>.npy
-    DIR/<dataset>/<split>/masks/<id>.<size>-<mtime_ns>-c<classes>.npy
+    DIR/<dataset>/<split>/masks/<id>.<size>-<mtime_ns>-c<classes>[-m<label map hash>].npy
 
 The source file's size and modification time are part of the entry's name, so an
 edited source (a corrected mask) is decoded again, and its stale entry replaced. A
-mask's name also holds the number of classes it was checked against when decoded:
+mask's name also holds the number of classes it was checked against when decoded,
+and a hash of the layout's mapping of mask values to classes (a folder's mask_values):
 after classes.json changes, every mask is decoded and checked again. An entry that
 cannot be read back as the array it should hold (a torn copy, a full disk) is decoded
 again too. The cache fills itself on first use; entries are written atomically, so
@@ -60,7 +61,8 @@ class DecodedCache:
     def load(self, dataset, kind, item_id, source, decode, tag=""):
         """decode(source) -> array, from the cache when it holds the current version of `source`.
 
-        `tag` names what else the decoded array was checked against (masks: the class count).
+        `tag` names what else the decoded array was checked against or made with (masks: the class count and
+        label map, SegmentationDataset._mask_tag).
         """
         stat = Path(source).stat()
         folder = self.folder / dataset.name / dataset.split / kind
@@ -74,7 +76,7 @@ class DecodedCache:
         except OSError as err:  # a full disk, no inodes left
             raise UserError(f"--cache-dir {self.folder}: cannot create {folder} ({err.strerror or err})") from None
         # Only the versions of this id, not the entries of an id "<item_id>.x".
-        version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+)?\.npy")
+        version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+(-m[0-9a-f]+)?)?\.npy")
         for stale in folder.glob(glob.escape(item_id) + ".*.npy"):
             if version.fullmatch(stale.name):
                 with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,9 @@ import re
 
 import numpy as np
 
-from lib.data.base import IGNORE_INDEX, Frame, SegmentationDataset, images_by_stem, masks_by_stem, require_root
+from lib.data.base import (
+    IGNORE_INDEX, Frame, MaskFolder, SegmentationDataset, images_by_stem, masks_by_stem, require_root,
+)
 from lib.errors import UserError
 
 CLASS_NAMES = [
@@ -44,5 +46,6 @@ def open_camvid(root, split):
     image_paths = images_by_stem(image_dir, (".png",), "ROOT/<split>/ and ROOT/<split>annot/ of CamVid")
     mask_paths = masks_by_stem(root / f"{split}annot", image_paths)
     return SegmentationDataset(
-        "camvid", split, image_paths, mask_paths, CLASS_NAMES, _frames(image_dir, image_paths), _label_map()
+        "camvid", split, image_paths, mask_paths, CLASS_NAMES, _frames(image_dir, image_paths), _label_map(),
+        new_mask_path=MaskFolder(root / f"{split}annot"),
     )

@@ -14,6 +14,7 @@ drive can hold many of them (frankfurt_000000_000294, frankfurt_000000_000576):
 evaluated pixel, so the test split is an unlabeled pool, as is any split without
 gtFine files.
 """
+import functools
 import re
 
 import numpy as np
@@ -61,6 +62,11 @@ def _images_and_frames(split_dir):
     return image_paths, frames
 
 
+def _label_path(gt_dir, kind, image_id):
+    """gtFine/<split>/<city>/<id>_gtFine_<kind>.png; an id starts with its city."""
+    return gt_dir / image_id.split("_")[0] / f"{image_id}_gtFine_{kind}.png"
+
+
 def _label_files(gt_dir, image_paths, kind):
     candidates = {image_id: gt_dir / path.parent.name / f"{image_id}_gtFine_{kind}.png"
                   for image_id, path in image_paths.items()}
@@ -87,7 +93,11 @@ def open_cityscapes(root, split):
     root = require_root(root)
     image_paths, frames = _images_and_frames(root / "leftImg8bit" / split)
     if split in UNLABELED_SPLITS:
-        mask_paths, label_map = {}, None
+        mask_paths, label_map, new_mask_path = {}, None, None
     else:
         mask_paths, label_map = _masks_and_label_map(root / "gtFine" / split, image_paths)
-    return SegmentationDataset("cityscapes", split, image_paths, mask_paths, CLASS_NAMES, frames, label_map)
+        # New labels go in the kind the split is read in; without labels yet, labelTrainIds: our class ids.
+        kind = "labelTrainIds" if label_map is None else "labelIds"
+        new_mask_path = functools.partial(_label_path, root / "gtFine" / split, kind)
+    return SegmentationDataset("cityscapes", split, image_paths, mask_paths, CLASS_NAMES, frames, label_map,
+                               new_mask_path=new_mask_path)

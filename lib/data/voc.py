@@ -16,7 +16,7 @@ VOC has no video, so no frames.
 """
 from pathlib import Path
 
-from lib.data.base import SegmentationDataset, files_by_stem, masks_by_stem, require_root
+from lib.data.base import MaskFolder, SegmentationDataset, files_by_stem, masks_by_stem, require_root
 from lib.errors import UserError
 
 CLASS_NAMES = [
@@ -72,4 +72,5 @@ def open_voc(root, split):
     voc = _voc_folder(require_root(root))
     image_paths = _image_paths(voc, split, _split_ids(voc, split))
     label_dir = voc / ("SegmentationClassAug" if split == AUGMENTED_SPLIT else "SegmentationClass")
-    return SegmentationDataset("voc", split, image_paths, masks_by_stem(label_dir, image_paths), CLASS_NAMES)
+    return SegmentationDataset("voc", split, image_paths, masks_by_stem(label_dir, image_paths), CLASS_NAMES,
+                               new_mask_path=MaskFolder(label_dir))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.data.base import IGNORE_INDEX, UNLABELED
-from lib.engine import mean_cross_entropy
+from lib.losses import mean_cross_entropy
 
 ADAM_BETAS = (0.9, 0.99)  # Mittal et al.'s discriminator optimiser
 

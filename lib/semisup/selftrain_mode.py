@@ -8,12 +8,13 @@ step then adds -u strongly augmented crops of the unlabeled pixels to its labele
 from pathlib import Path
 
 from lib.cli import float_in
-from lib.engine import mean_cross_entropy
 from lib.errors import UserError
+from lib.losses import mean_cross_entropy
 from lib.semisup.mode import SslMode
 from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
 from lib.semisup.unlabeled import epoch_batches, unlabeled_images
 from lib.sliding import DEFAULT_SLIDE_WINDOW
+from lib.text import plural
 
 
 def pseudo_folder(args):
@@ -68,7 +69,7 @@ class SelfTraining(SslMode):
         if not ids:
             return SslMode()
         folder = pseudo_folder(args)
-        print(f"pseudo labels of {len(ids)} images by {args.teacher} (confidence >= {args.pseudo_threshold}) "
+        print(f"pseudo labels of {plural(len(ids), 'image')} by {args.teacher} (confidence >= {args.pseudo_threshold}) "
               f"in {folder}")
         # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
         pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, images.dataset, ids, device,

@@ -24,13 +24,14 @@ from lib.semisup.augment import strong_augment
 @dataclass(frozen=True)
 class TrainingImages:
     """The images of a training run: the pool (`dataset`), the labeled items of each labeled image (`labeled`,
-    items of `unit`), and the normalisation of the model's input."""
+    items of `unit`), the normalisation of the model's input, and the (H, W) of every crop, labeled or not."""
 
     dataset: object
     unit: object
     labeled: dict
     mean: list
     std: list
+    crop: tuple
 
 
 def add_unlabeled_batch_flag(group):
@@ -55,7 +56,7 @@ def unlabeled_images(args, images):
 
 def epoch_batches(args, images, ids, pseudo_paths=None):
     """epoch -> endless batches of -u crops of the images `ids` (UnlabeledCrops), for SslMode.batches."""
-    crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, args.crop, args.seed, images.mean,
+    crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, images.crop, args.seed, images.mean,
                            images.std, pseudo_paths)
     return functools.partial(unlabeled_batches, crops, batch_size=args.unlabeled_batch_size, workers=args.workers)
 
