@@ -90,7 +90,7 @@ def evaluate_checkpoint(args):
     confusion = evaluate_confusion(loaded.model, batches, dataset.num_classes, device,
                                    args.amp and device.type == "cuda", progress, args.slide_window)
     record = {
-        **split_record(confusion, dataset.class_names, args.data_root, args.split),
+        **evaluation_record(confusion, dataset.class_names),
         "split": args.split,
         "images": len(ids),
         "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -132,16 +132,8 @@ def evaluate_predictions(args):
             raise UserError(f"{path}: class id {int(prediction.max())} but the dataset has {dataset.num_classes} classes")
         confusion += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)),
                                       torch.from_numpy(mask.astype(np.int64)), dataset.num_classes)
-    return {**split_record(confusion, dataset.class_names, args.data_root, args.split), "split": args.split,
+    return {**evaluation_record(confusion, dataset.class_names), "split": args.split,
             "images": len(ids), "predictions": str(folder.resolve())}
-
-
-def split_record(confusion, class_names, data_root, split):
-    """The evaluation record of a split. Masks that are ignore (255) everywhere leave the confusion matrix
-    empty, and mIoU 0 / 0: the data's fault, to be said as such, not a bug's traceback."""
-    if confusion.sum() == 0:
-        raise UserError(f"{data_root}: every mask pixel of split {split!r} is ignore (255): nothing to evaluate")
-    return evaluation_record(confusion, class_names)
 
 
 def summarize_experiment(args):
