@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import LOOP_COMMAND, REPO_ROOT, loop_env
+from lib.data.synthetic import write_synthetic_pool
 from lib.fileio import write_json
 
 # One method and more epochs than test_cli: fewer steps to kill, and a training long
@@ -52,12 +53,22 @@ def log_runs(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(synthetic_pool, tmp_path_factory):
+def larger_pool(tmp_path_factory):
+    """synthetic_pool with 400 train and 200 val images: the tiny model selects and evaluates
+    them in some 300 ms, a window a timed kill cannot overshoot on a busy machine (12 images
+    took 20 ms, shorter than the test's own delays)."""
+    root = tmp_path_factory.mktemp("larger")
+    write_synthetic_pool(root, sequences=100, frames_per_sequence=4, val_images=200, height=32, width=48, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(larger_pool, tmp_path_factory):
     """The tiny loop run once to the end: its folder, and its steps as [script, output relative
     to the folder, start, start of the work, end of the work] in seconds from the start of the run."""
     out = tmp_path_factory.mktemp("uninterrupted")
     started = time.monotonic()
-    loop = start_loop(synthetic_pool, out)
+    loop = start_loop(larger_pool, out)
     steps = []
     for line in loop.stdout:
         now = time.monotonic() - started
@@ -91,11 +102,11 @@ def test_a_second_run_on_a_locked_directory_exits_75_at_once(synthetic_pool, tmp
 
 
 @pytest.mark.slow
-def test_with_wait_a_second_run_waits_then_resumes_and_appends_to_the_log(synthetic_pool, uninterrupted):
+def test_with_wait_a_second_run_waits_then_resumes_and_appends_to_the_log(larger_pool, uninterrupted):
     out, _ = uninterrupted
-    holder = hold_lock(synthetic_pool, out)
+    holder = hold_lock(larger_pool, out)
     try:
-        second = start_loop(synthetic_pool, out, WAIT="1")
+        second = start_loop(larger_pool, out, WAIT="1")
         holding = (out / ".lock").read_text().strip()
         assert holding.startswith(f"pid {holder.pid} since ")
         assert second.stdout.readline() == f"waiting for {out}: used by another run ({holding})\n"
@@ -202,7 +213,7 @@ def kill_phase(out):
 
 
 @pytest.mark.slow
-def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninterrupted, tmp_path):
+def test_killed_runs_resume_to_the_uninterrupted_results(larger_pool, uninterrupted, tmp_path):
     reference, steps = uninterrupted
     out = tmp_path / "killed"
     # One kill in a training (its epochs), one in an evaluation, one in the selection that
@@ -218,14 +229,14 @@ def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninter
     for index, fraction in targets:
         script, output, _, begin, end = steps[index]
         assert not (out / output).exists()  # each kill landed in its own step, before this one
-        loop = start_loop(synthetic_pool, out)
+        loop = start_loop(larger_pool, out)
         for trigger in [f"run {script} -> {out / output}"] + ["training "] * (script == "train.py"):
             assert any(line.startswith(trigger) for line in loop.stdout), loop.communicate()
         time.sleep(fraction * (end - begin))
         # Frozen, the run cannot finish while we check that it holds the lock.
         os.killpg(loop.pid, signal.SIGSTOP)
         assert loop.poll() is None
-        second = start_loop(synthetic_pool, out)
+        second = start_loop(larger_pool, out)
         second.communicate(timeout=60)
         assert second.returncode == LOCKED
         os.killpg(loop.pid, signal.SIGKILL)
@@ -235,7 +246,7 @@ def test_killed_runs_resume_to_the_uninterrupted_results(synthetic_pool, uninter
         expected = {"select.py": "selection", "train.py": "training", "evaluate.py": "evaluation"}[script]
         assert phases[-1].startswith(expected), f"a kill meant for {expected} landed {phases[-1]}"
     print(f"{len(phases)} kills: {', '.join(phases)}")
-    loop = start_loop(synthetic_pool, out)
+    loop = start_loop(larger_pool, out)
     stdout, stderr = loop.communicate(timeout=300)
     assert loop.returncode == 0, (stdout + stderr)[-3000:]
     assert len(phases) == len(kinds) and len(log_runs(out)) == len(phases) + 1
