@@ -31,8 +31,8 @@ from lib.outputs import check_outputs
 from lib.progress import Progress
 from lib.published import load_setting, setting_names, with_published
 from lib.report import (
-    CURVE_AXES, CURVE_METRICS, FULL, budget_label, collect_curves, collect_references, default_budget,
-    evaluation_record, summarize, table_rows,
+    CURVE_AXES, CURVE_METRICS, FULL, budget_label, classes_never_scored, collect_curves, collect_references,
+    default_budget, evaluation_record, summarize, table_rows,
 )
 from lib.report_files import curves_stem, draw_curves, summary_stem
 from lib.report_tables import curves_csv, format_notes, format_per_class, format_reach, format_table, summary_csv
@@ -129,7 +129,8 @@ def evaluate_predictions(args):
             raise UserError(f"{path}: prediction is {prediction.shape[1]}x{prediction.shape[0]}, "
                             f"its mask {mask.shape[1]}x{mask.shape[0]}")
         if prediction.max() >= dataset.num_classes:
-            raise UserError(f"{path}: class id {int(prediction.max())} but the dataset has {dataset.num_classes} classes")
+            raise UserError(f"{path}: class id {int(prediction.max())} but the dataset has "
+                            f"{dataset.num_classes} classes")
         confusion += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)),
                                       torch.from_numpy(mask.astype(np.int64)), dataset.num_classes)
     return {**evaluation_record(confusion, dataset.class_names), "split": args.split,
@@ -152,6 +153,7 @@ def summarize_experiment(args):
             raise
         raise UserError(f"{err}; --setting {args.setting} compares at the paper's budget, --budget chooses "
                         "another") from None
+    summary["classes_not_scored"] = classes_never_scored(root)
     if setting:
         summary = with_published(summary, setting)
     rows = table_rows(summary)

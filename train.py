@@ -20,7 +20,6 @@ uninterrupted run. The finished model is written to --out and the resume file is
 removed, so "--out exists" means "training is done".
 """
 import argparse
-import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 
 from lib import seeding
-from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.checkpoint import save_checkpoint
 from lib.cli import (
     MAX_SIDE,
     add_runtime_flags,
@@ -55,8 +54,8 @@ from lib.engine import (
     steps_per_epoch,
     train_one_epoch,
 )
-from lib.errors import UserError, describe_error, run_cli
-from lib.fileio import is_number, sha256_of
+from lib.errors import UserError, run_cli
+from lib.fileio import sha256_of
 from lib.index import load_index
 from lib.label_stats import check_class_pixels
 from lib.losses import add_loss_flags, class_weights, make_criterion
@@ -64,6 +63,7 @@ from lib.models import ARCHS, build_model
 from lib.outputs import check_outputs
 from lib.pretrained import load_pretrained_backbone, pretrained_location
 from lib.progress import Progress, format_duration
+from lib.resume import as_train_args, earlier_progress, resume_errors, resume_state
 from lib.semisup.contrastive import (
     add_contrastive_flags,
     check_contrastive_flags,
@@ -76,10 +76,6 @@ from lib.state_dicts import first_non_finite
 from lib.text import plural
 from lib.threads import use_threads
 from lib.units import items_by_image, labeled_fractions, require_fit
-
-# Flags that do not change the result (--threads: in the last bits on the CPU, as another machine would): a
-# resumed run may differ in them.
-RESUME_NEUTRAL = {"resume", "workers", "threads", "log_interval", "cache_dir"}
 
 
 def get_args_parser():
@@ -162,46 +158,13 @@ def make_optimizer(args, model):
     return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
-def as_train_args(values):
-    """Flags as a checkpoint records them (JSON-like: tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
-def resume_state(path, train_args, index_sha256):
-    """The in-progress checkpoint when it belongs to this very run, else a UserError."""
-    checkpoint = load_checkpoint(path)
-    if not (isinstance(checkpoint.get("train_args"), dict) and isinstance(checkpoint.get("epoch"), int)
-            and isinstance(checkpoint["index"].get("sha256"), str)):
-        raise UserError(f"{path}: damaged checkpoint: no train_args, epoch or index sha256 to resume from; "
-                        f"delete it to start over")
-    parser = get_args_parser()
-    # A flag added after the file was written reads as its default: what that run did.
-    recorded = as_train_args({**{k: parser.get_default(k) for k in train_args}, **checkpoint["train_args"]})
-    saved = {k: v for k, v in recorded.items() if k not in RESUME_NEUTRAL}
-    wanted = {k: v for k, v in train_args.items() if k not in RESUME_NEUTRAL}
-    changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-    if changed:
-        raise UserError(f"{path}: was started with other settings ({', '.join(changed)}); delete it to start over")
-    if checkpoint["index"]["sha256"] != index_sha256:
-        raise UserError(f"{path}: was started on another version of {train_args['index']}; delete it to start over")
-    return checkpoint
-
-
-@contextlib.contextmanager
-def resume_errors(path):
-    """Loading a .resume file's states: one that does not fit this run (damaged, edited) is a UserError."""
-    try:
-        yield
-    except (KeyError, RuntimeError, ValueError, TypeError) as err:
-        raise UserError(f"{path}: cannot resume from it ({describe_error(err)}); delete it to start over") from None
-
-
 def resume(args, train_args, index_sha256, run):
     """With --resume and a .resume file of this very run: its checkpoint, loaded into `run`; else None."""
     path = resume_path(args)
     if not (args.resume and os.path.exists(path)):
         return None
-    checkpoint = resume_state(path, train_args, index_sha256)
+    parser = get_args_parser()
+    checkpoint = resume_state(path, train_args, index_sha256, {k: parser.get_default(k) for k in train_args})
     with resume_errors(path):
         run.load_state_dict(checkpoint)
     print(f"resuming {path} after epoch {checkpoint['epoch']}/{args.epochs}")
@@ -326,15 +289,6 @@ def save_epoch(args, run, ssl, description, epoch, loss, progress):
         save_checkpoint(args.out, state)  # without the --ssl mode's state: nothing uses it after training
     else:
         save_checkpoint(resume_path(args), {**state, **ssl.state_dict()})
-
-
-def earlier_progress(resumed):
-    """{done, items, elapsed} of the steps before a resume, which count too; zeros for a fresh run, or a .resume
-    file of a version that did not record them (it counts from the resume on)."""
-    recorded = (resumed or {}).get("progress")
-    if isinstance(recorded, dict) and all(is_number(recorded.get(key)) for key in ("done", "items", "seconds")):
-        return {"done": int(recorded["done"]), "items": int(recorded["items"]), "elapsed": float(recorded["seconds"])}
-    return {"done": 0, "items": 0, "elapsed": 0.0}
 
 
 def train_epochs(args, run, ssl, images, description, resumed, weights):

@@ -5,9 +5,11 @@ file, an id that is not in the pool). The scripts wrap `main` in `run_cli`, whic
 turns it into `error: <message>` and exit code `EXIT_USER_ERROR`. Anything else is a
 bug and keeps its traceback.
 """
+import os
 import sys
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell tool killed by it
 
 
 class UserError(Exception):
@@ -40,8 +42,14 @@ def exit_code_of(main, argv=None):
 def run_cli(main, argv=None):
     try:
         code = exit_code_of(main, argv)
+        sys.stdout.flush()  # here, where a reader that left is caught, rather than at exit
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:
+        # The reader of stdout left (`| head`): stop quietly, as shell tools do. The interpreter flushes stdout
+        # again at exit; pointed at /dev/null, that flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
     if code:
         sys.exit(code)

@@ -114,14 +114,16 @@ class ModelFile:
 
     def load(self, args, dataset, device):
         """A LoadedModel on `device`; `args` holds the flags of add_model_file_args."""
-        misplaced = [flag for flag, kinds in MODEL_FILE_FLAGS.items() if getattr(args, flag) is not None and self.kind not in kinds]
+        misplaced = [flag for flag, kinds in MODEL_FILE_FLAGS.items()
+                     if getattr(args, flag) is not None and self.kind not in kinds]
         if misplaced:
             flag = "--" + misplaced[0].replace("_", "-")
             raise UserError(f"{flag}: {self.path} is a {self.kind}, which {flag} does not apply to")
         if self.kind == CHECKPOINT:
             check_dataset(self.content, self.path, dataset)
-            return LoadedModel(model_from_checkpoint(self.content, device, self.path), self.content["preprocess"], CHECKPOINT,
-                               self.content["model_args"], trained_on=self.content["index"])
+            model = model_from_checkpoint(self.content, device, self.path)
+            return LoadedModel(model, self.content["preprocess"], CHECKPOINT, self.content["model_args"],
+                               trained_on=self.content["index"])
         preprocess = {"mean": args.mean or list(IMAGENET_MEAN), "std": args.std or list(IMAGENET_STD)}
         if self.kind == STATE_DICT:
             model_args = state_dict_model_args(args, self.path, dataset)
@@ -258,8 +260,8 @@ class ForeignSegmenter(nn.Module):
         output = self._call(self.feature_layer, images, "--feature-layer")
         if isinstance(output, dict):  # torchvision backbones: {"out": ..., "aux": ...}
             output = output["out"] if "out" in output else list(output.values())[-1]
-        if isinstance(output, (tuple, list)) and output:  # several stages, shallow to deep: the deepest
-            output = output[-1]
+        if isinstance(output, (tuple, list)) and output:  # several stages: the deepest, in whatever order they come
+            output = deepest_stage(output)
         if torch.is_tensor(output) and output.ndim == 2:  # already pooled: one vector per image
             output = output[:, :, None, None]
         if not torch.is_tensor(output) or output.ndim != 4 or len(output) != len(images):
@@ -267,6 +269,14 @@ class ForeignSegmenter(nn.Module):
             raise UserError(f"--feature-layer: {self.path}'s layer must return features [B, d, h, w] or [B, d], "
                             f"got {shape}")
         return output
+
+
+def deepest_stage(stages):
+    """Of a backbone's [B, d, h, w] stages, the deepest: the least resolution, then the most channels (the last of
+    equals). Anything else (not all 4-D tensors): the last, for feature_map's check to name."""
+    if not all(torch.is_tensor(stage) and stage.ndim == 4 for stage in stages):
+        return stages[-1]
+    return min(reversed(stages), key=lambda stage: (stage.shape[-2] * stage.shape[-1], -stage.shape[1]))
 
 
 class ExportedSegmenter(ForeignSegmenter):
@@ -300,6 +310,7 @@ def submodule(module, dotted_name, path):
         children = dict(module.named_children())
         if name not in children:
             raise UserError(f"--feature-layer {dotted_name}: {path} has no submodule {name!r} "
-                            f"(it has: {', '.join(list(children)[:10]) or 'none'}{' ...' if len(children) > 10 else ''})")
+                            f"(it has: {', '.join(list(children)[:10]) or 'none'}"
+                            f"{' ...' if len(children) > 10 else ''})")
         module = children[name]
     return module

@@ -108,6 +108,20 @@ def _seed_curve(files, key, metric_key, where):
     return [(cycle, 100 * share, 100 * value) for cycle, _, share, value in points]
 
 
+def classes_never_scored(experiment_dir):
+    """The classes no evaluation of the experiment scored (null in per_class_iou of every metrics.json that has
+    one: no pixel of them in the masks, none predicted). The mean metric is of the other classes, which the table
+    must say: a binary set whose foreground is never scored reads 100 %."""
+    layout = Layout(experiment_dir)
+    files = [path for seeds in layout.metrics_files().values() for cycles in seeds.values() for _, path in cycles]
+    files += [path for seeds in layout.reference_files().values() for path in seeds.values()]
+    per_class = [metrics["per_class_iou"] for metrics in (read_json(path, "metrics file") for path in files)
+                 if isinstance(metrics, dict) and isinstance(metrics.get("per_class_iou"), dict)]
+    if not per_class:
+        return []
+    return [name for name in per_class[0] if all(scores.get(name, 0) is None for scores in per_class)]
+
+
 def collect_references(experiment_dir, metric="miou"):
     """{name: {seed: metric %}} of the models trained on the whole pool: OUT/_full*/seed<k>/metrics.json."""
     key = CURVE_METRICS[metric].key

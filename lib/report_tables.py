@@ -48,9 +48,14 @@ def column_labels(summary):
 
 
 def format_notes(summary):
-    """The lines under the table: unfinished runs, B between cycles, runs short of B; None when all is plain."""
+    """The lines under the table: classes no evaluation scored, unfinished runs, B between cycles, runs short of B;
+    None when all is plain."""
     runs = summary["runs"]
     lines = []
+    if summary.get("classes_not_scored"):
+        names = ", ".join(summary["classes_not_scored"])
+        lines.append(f"{CURVE_METRICS[summary['metric']].label} is of the other classes: no evaluation scored "
+                     f"{names} (no pixel of it in the masks, none predicted; see evaluate.py's warnings)")
     if runs["unfinished"]:
         lines.append("unfinished: " + ", ".join(f"{run['run']} at cycle {run['cycle']} of {runs['cycles']}"
                                                 for run in runs["unfinished"]))

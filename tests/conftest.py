@@ -58,6 +58,14 @@ def run_loop(pool, out, **overrides):
     return result.stdout
 
 
+@pytest.fixture()
+def restore_threads():
+    """torch's thread count as it was before the test (--threads sets it for the process)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synthetic_pool(tmp_path_factory):
     """A tiny redundant synthetic pool: 12 train images in sequences of 2, 4 val images, 32x48."""

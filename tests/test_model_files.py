@@ -97,6 +97,45 @@ def test_an_exported_feature_layer_is_the_submodule_it_names(synthetic_pool, mod
         assert torch.equal(exported(images), ours(images))
 
 
+class DeepFirst(nn.Module):
+    """Our backbone, its stages returned deep to shallow (the reverse of ours)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.stages = backbone
+
+    def forward(self, images):
+        low, high = self.stages(images)
+        return high, low
+
+
+class DeepFirstNetwork(nn.Module):
+    """Our network on a DeepFirst backbone (each module held once: tracing wants no shared submodules)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone = DeepFirst(model.backbone)
+        self.aspp, self.decoder = model.aspp, model.decoder
+
+    def forward(self, images):
+        high, low = self.backbone(images)
+        logits = self.decoder(low, self.aspp(high))  # [B, C, H/4, W/4]
+        return nn.functional.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def test_a_feature_layer_of_stages_gives_the_deepest_in_any_order(synthetic_pool, models, tmp_path):
+    ours = model_from_checkpoint(load_checkpoint(models / "model.pt"), torch.device("cpu"), models / "model.pt")
+    path = save_scripted(DeepFirstNetwork(ours).eval(), tmp_path / "deep_first.pt",
+                         trace_with=torch.zeros(1, 3, 32, 48))
+    dataset = open_dataset("synthetic", synthetic_pool, "train")
+    flags = select.get_args_parser().parse_args(select_argv(synthetic_pool, models, path, "coreset", "next.json",
+                                                            "--feature-layer", "backbone"))
+    loaded = ModelFile(path).load(flags, dataset, torch.device("cpu")).model
+    images = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(loaded.feature_map("aspp", images), ours.backbone(images)[1])
+
+
 def test_evaluate_reads_every_kind_alike(synthetic_pool, models, tmp_path):
     common = ["--data-root", str(synthetic_pool), "--workers", "0", "--device", "cpu"]
     evaluate.main(["--checkpoint", str(models / "model.pt"), *common, "--out", str(tmp_path / "ours.json")])

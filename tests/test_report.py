@@ -317,3 +317,24 @@ def test_curves_of_mean_dice_old_files_from_their_confusion_matrix(tmp_path, cap
     with pytest.raises(UserError, match=f"{old}: not a checkpoint evaluation with labeled_fraction and mean_dice "
                                         r"\(mean_dice is missing, and no confusion matrix to compute it from"):
         evaluate.main(["--experiment", str(tmp_path), "--metric", "dice"])
+
+
+def test_a_class_no_evaluation_scored_is_said_under_the_table(tmp_path, capsys, monkeypatch):
+    """0/255 binary masks read without a mapping: the lesion is ignore everywhere, and mIoU is background's 100 %."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    unscored = evaluation_record(torch.tensor([[100, 0], [0, 0]]), ["background", "lesion"])
+    for cycle, share in enumerate((0.1, 0.2)):
+        folder = tmp_path / "random" / "seed0" / f"cycle{cycle}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({**unscored, "labeled_fraction": share}))
+    evaluate.main(["--experiment", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "100.00" in out and ("mIoU is of the other classes: no evaluation scored lesion (no pixel of it in the "
+                                "masks, none predicted; see evaluate.py's warnings)") in out
+    assert json.loads((tmp_path / "summary@20.json").read_text())["classes_not_scored"] == ["lesion"]
+    # One evaluation that scores it: the mean is over both classes there, and the table says nothing.
+    scored = evaluation_record(torch.tensor(LESION), ["background", "lesion"])
+    (tmp_path / "random" / "seed0" / "cycle1" / "metrics.json").write_text(
+        json.dumps({**scored, "labeled_fraction": 0.2}))
+    evaluate.main(["--experiment", str(tmp_path)])
+    assert "no evaluation scored" not in capsys.readouterr().out

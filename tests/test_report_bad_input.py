@@ -109,6 +109,9 @@ CASES = [
     experiment_case("repeated-pixel-budget", {CYCLE2: metrics("0.3", "0.6", "0.2")},
                     "random/seed0: the labeled share must grow every cycle, but labeled_pixel_fraction is 0.2 in "
                     f"{{exp}}/{CYCLE1} and 0.2 in {{exp}}/{CYCLE2}", "--x-axis", "pixels"),
+    # The paper tables give mIoU only.
+    experiment_case("dice-with-setting", {}, "--metric dice: the paper tables of --setting give mIoU; leave --setting "
+                    "out for a table of mDice", "--metric", "dice", "--setting", "cityscapes_10_10"),
     # --curve.
     curve_case("not-an-object", "[[10, 20], [40, 50]]", 'expected {"budgets": [...], "miou": [...]}'),
     curve_case("empty", curve("", ""), "need one mIoU per budget, got 0 budgets and 0 mIoUs"),

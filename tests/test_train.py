@@ -123,6 +123,20 @@ def test_resume_reads_flags_newer_than_the_file_as_their_defaults(synthetic_pool
     assert "after epoch 1/3" in capsys.readouterr().out
 
 
+def test_train_uses_threads_and_a_resume_may_change_them(synthetic_pool, labeled_index, tmp_path, monkeypatch,
+                                                         capsys, restore_threads):
+    args = train_args(synthetic_pool, labeled_index, tmp_path / "model.pt")
+    kill_after_epoch(monkeypatch, 1)
+    with pytest.raises(Killed):
+        train.main([*args, "--threads", "2"])
+    monkeypatch.undo()
+    assert torch.get_num_threads() == 2
+    train.main([*args, "--threads", "1", "--resume"])  # a runtime flag: not "other settings"
+    assert "after epoch 1/3" in capsys.readouterr().out
+    assert torch.get_num_threads() == 1
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["train_args"]["threads"] == 1
+
+
 def test_checkpoint_is_self_describing(synthetic_pool, labeled_index, tmp_path):
     out = tmp_path / "model.pt"
     train.main(train_args(synthetic_pool, labeled_index, out))
