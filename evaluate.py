@@ -1,4 +1,4 @@
-r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a curve.
+r"""Evaluate a checkpoint, a folder of predictions, a whole experiment or a curve; map an experiment's selections.
 
     # mIoU and per-class IoU of one model on a split -> metrics JSON
     python evaluate.py --checkpoint runs/x/random/seed0/cycle0/model.pt \
@@ -11,6 +11,8 @@ r"""Evaluate a checkpoint, a folder of predictions, a whole experiment, or a cur
     python evaluate.py --experiment runs/cityscapes_10_10 --setting cityscapes_10_10
     # one curve given as {"budgets": [...], "miou": [...]} in percent
     python evaluate.py --curve curve.json --budget 50
+    # where each cycle's picks lie in the pool: <method>/seed<k>/cycle<c>/selection_map.png
+    python evaluate.py --selection-maps runs/x
 """
 import json
 from pathlib import Path
@@ -36,6 +38,7 @@ from lib.report import (
 )
 from lib.report_files import curves_stem, draw_curves, summary_stem
 from lib.report_tables import curves_csv, format_notes, format_per_class, format_reach, format_table, summary_csv
+from lib.selection_maps import write_selection_maps
 from lib.sliding import DEFAULT_SLIDE_WINDOW
 from lib.text import plural
 from lib.threads import use_threads
@@ -50,8 +53,13 @@ def get_args_parser():
     mode.add_argument("--predictions", help="evaluate the prediction PNGs in this folder (<id>.png, class ids)")
     mode.add_argument("--experiment", help="summarise an experiment directory (<method>/seed<k>/cycle<c>)")
     mode.add_argument("--curve", help='AUC@B and mIoU@B of a JSON curve {"budgets": [...], "miou": [...]} in %%')
-    parser.add_argument("--dataset", choices=sorted(DATASETS), help="dataset layout (default: the checkpoint's)")
-    parser.add_argument("--data-root", help="dataset root folder")
+    mode.add_argument("--selection-maps", metavar="EXPERIMENT",
+                      help="draw a map of the pool for every method, seed and cycle of this experiment directory, "
+                           "each cycle's picks marked (<method>/seed<k>/cycle<c>/selection_map.png)")
+    parser.add_argument("--dataset", choices=sorted(DATASETS),
+                        help="dataset layout (default: the checkpoint's; --selection-maps: the experiment's)")
+    parser.add_argument("--data-root", help="dataset root folder (--selection-maps: default the one the "
+                                            "experiment's experiment.json records)")
     parser.add_argument("--split", default="val", help="split to evaluate on")
     parser.add_argument("--out", help="metrics JSON to write (checkpoint and predictions modes)")
     parser.add_argument("--budget", type=budget_percent, default=None,
@@ -211,6 +219,8 @@ def main(argv=None):
         return summarize_experiment(args)
     if args.curve:
         return evaluate_curve(args)
+    if args.selection_maps:
+        return write_selection_maps(args)
     if not args.data_root:
         raise UserError("--data-root is required to evaluate a checkpoint or predictions")
     inputs = {"--checkpoint": args.checkpoint, "--predictions": args.predictions, "--data-root": args.data_root,

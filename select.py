@@ -29,6 +29,7 @@ else:
     from fractions import Fraction
 
     from lib.acquire import METHODS, cycle_seed
+    from lib.acquire.auto import AutoRule
     from lib.acquire.budget import budget_text, parse_budget
     from lib.acquire.context import ItemReader, SelectionContext
     from lib.acquire.inputs import Pool, check_flags, inputs_read, load_inputs
@@ -36,13 +37,13 @@ else:
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
     from lib.cli import (
-        add_runtime_flags, add_slide_window_flag, positive_int, script_parser, seed, size_pair,
+        add_runtime_flags, add_slide_window_flag, float_in, positive_int, script_parser, seed, size_pair,
     )
     from lib.data import DATASETS, open_dataset
     from lib.data.pool_file import restrict_to_pool
     from lib.engine import resolve_device
     from lib.errors import UserError, run_cli
-    from lib.fileio import write_json
+    from lib.fileio import is_number, write_json
     from lib.index import LabeledIndex, load_index, save_index
     from lib.model_files import add_model_file_args
     from lib.outputs import check_outputs
@@ -55,6 +56,12 @@ else:
 
 DEFAULT_GRID = (4, 4)  # MEAL's 16 patches per image
 DEFAULT_REGION_SIZE = 43  # S4AL+'s regions on Cityscapes at 688x688
+# auto's thresholds. Redundancy scores under tiny models: 132-image synthetic pools of sequences of 1 frame 0.41,
+# of 6 frames 0.51, of 22 frames 0.59 (5 epochs on 12 images); 120-image pools of single frames 0.33-0.45 and of
+# 12-frame sequences 0.44-0.59 over 4 cycles and 3 seeds (20 epochs on 12-60 images); CamVid's 15 Hz val sequence
+# 0.70, 101 of its 1 Hz train frames 0.51.
+AUTO_REDUNDANT = 0.45
+AUTO_LOW_BUDGET = 10.0  # % labeled: the study's 2-2 runs (its low budget) end at 10 %
 
 
 def get_args_parser():
@@ -78,7 +85,12 @@ def get_args_parser():
                              "(uniform@5: every 5th frame of each sequence)")
     parser.add_argument("--mc-samples", type=positive_int, default=20, help="bald: stochastic decoder passes")
     parser.add_argument("--features", default=None,
-                        help="coreset/kmeanspp: .npz with ids and features [N, d] of every pool item, instead of a model")
+                        help="coreset/kmeanspp/auto/--report-redundancy: .npz with ids and features [N, d] of every "
+                             "pool item, instead of the model's")
+    parser.add_argument("--report-redundancy", action="store_true",
+                        help="also print how redundant the labeled + candidate items are, from 0 (no near-copies) "
+                             "to 1 (exact copies of every item), measured on the model's pooled ASPP features or "
+                             "--features (lib/redundancy.py), and record it in the index's history")
     parser.add_argument("--scores", default=None,
                         help="topk: .npz with ids and scores, or a --scores-out JSON, one score per candidate")
     parser.add_argument("--seed", type=seed, default=0, help="seed of random choices")
@@ -99,18 +111,27 @@ def get_args_parser():
     units.add_argument("--region-stride", type=positive_int, default=None,
                        help="--unit region: pixels between window starts (default: the region side)")
     units.add_argument("--region-ranking", default="global", choices=("global", "per-image"),
-                       help="--unit region: best regions of the whole pool, or of every image (the published S4AL code)")
+                       help="--unit region: best regions of the whole pool, or of every image "
+                            "(the published S4AL code)")
     units.add_argument("--regions-per-image", type=positive_int, default=4,
                        help="--region-ranking per-image: at most this many regions of one image per cycle")
     units.add_argument("--reduce", default="mean", choices=sorted(REDUCTIONS),
                        help="how the pixel scores of an item become its score (entropy, equal, bald, meal)")
     add_model_file_args(parser)
+    auto = parser.add_argument_group("auto (the study's Table 6, lib/acquire/auto.py)")
+    auto.add_argument("--auto-redundant", type=float_in(0, 1), default=None,
+                      help=f"a pool whose redundancy (--report-redundancy's score) is at least this is redundant: "
+                           f"coreset (default {AUTO_REDUNDANT})")
+    auto.add_argument("--auto-low-budget", type=float_in(0, 100, open_low=True), default=None,
+                      help=f"a diverse pool with at most this %% of its items labeled after the cycle gets random, "
+                           f"above it entropy (default {AUTO_LOW_BUDGET}: the study's low-budget runs end at 10 %%)")
     meal = parser.add_argument_group("MEAL (meal, meal-ft)")
     meal.add_argument("--informative", type=positive_int, default=200,
                       help="the most uncertain candidates that K-Means++ chooses the budget from")
     meal.add_argument("--umap-cache", default=None,
                       help="meal: file keeping the UMAP map of the pool, fitted by the first cycle and reused "
-                           "by the later ones (one per experiment and seed); without it the map is refitted every cycle")
+                           "by the later ones (one per experiment and seed); without it the map is refitted every "
+                           "cycle")
     meal.add_argument("--pretrained", default=None,
                       help="meal: the ImageNet backbone weights the map is fitted with (a torchvision state-dict "
                            "file, or 'imagenet' for the torch hub cache); needed until --umap-cache holds a map")
@@ -195,8 +216,25 @@ def pool_items(dataset, index, candidates):
     return candidate_items(index.unit, dataset.ids, [], dataset.image_size)[0]
 
 
-def cycle_settings(args, method, unit):
-    """The options beyond method, seed and budget that shaped this cycle, for the index history."""
+def recorded_redundancy(index):
+    """The redundancy scores the index's earlier cycles measured, oldest first."""
+    return tuple(entry["redundancy"]["score"] for entry in index.history
+                 if isinstance(entry.get("redundancy"), dict) and is_number(entry["redundancy"].get("score")))
+
+
+def auto_rule(args):
+    """auto's thresholds; a UserError when they are given to another method, which would ignore them."""
+    given = [flag for flag, value in (("--auto-redundant", args.auto_redundant),
+                                      ("--auto-low-budget", args.auto_low_budget)) if value is not None]
+    if given and args.method != "auto":
+        raise UserError(f"{given[0]}: a threshold of --method auto, not of --method {args.method}")
+    return AutoRule(redundant=AUTO_REDUNDANT if args.auto_redundant is None else args.auto_redundant,
+                    low_budget=AUTO_LOW_BUDGET if args.auto_low_budget is None else args.auto_low_budget)
+
+
+def cycle_settings(args, method, unit, redundancy=None):
+    """The options beyond method, seed and budget that shaped this cycle, and the pool's measured
+    `redundancy` (lib.redundancy.Redundancy), for the index history."""
     settings = {}
     if args.prefilter:
         settings["prefilter"] = str(args.prefilter)
@@ -210,6 +248,8 @@ def cycle_settings(args, method, unit):
             settings["region_stride"] = args.region_stride
     if "model" in inputs_read(method, args) and tuple(args.slide_window) != DEFAULT_SLIDE_WINDOW:  # large images
         settings["slide_window"] = list(args.slide_window)
+    if redundancy is not None:
+        settings["redundancy"] = redundancy.to_json()
     return settings
 
 
@@ -230,6 +270,7 @@ def main(argv=None):
     use_threads(args.threads)
     check_paths(args)
     method = METHODS[args.method]
+    rule = auto_rule(args)
     check_flags(method, args)
 
     dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
@@ -255,17 +296,23 @@ def main(argv=None):
                         batch_size=args.batch_size, workers=args.workers, slide_window=args.slide_window)
     pool = Pool(reader, index.labeled, candidates, pool_items(dataset, index, candidates))
     context = SelectionContext(reader, candidates, index.labeled, rules, reduce=args.reduce, mc_samples=args.mc_samples,
-                               informative=args.informative, **load_inputs(method, args, pool))
+                               informative=args.informative, auto_rule=rule,
+                               earlier_redundancy=recorded_redundancy(index), **load_inputs(method, args, pool))
 
+    if context.redundancy is not None:
+        print(context.redundancy.describe())
     selection = method.select(context, k, cycle_seed(args.seed, index.next_cycle))
     if len(selection.ids) < k:
         raise UserError(f"--budget {args.budget}: {plural(k, 'region')} asked but only "
                         f"{plural(len(selection.ids), 'fits', 'fit')} "
                         f"without overlapping each other or the labeled ones")
     new_index = index.with_cycle(args.method, args.seed, args.budget or str(k), selection.ids,
-                                 cycle_settings(args, method, index.unit))
+                                 {**cycle_settings(args, method, index.unit, context.redundancy), **selection.record})
+    if selection.report:
+        print(selection.report)
     if args.scores_out:
-        write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1, "scores": selection.scores})
+        write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1,
+                                     "scores": selection.scores})
     if args.export:  # before the index: a failed export leaves no new index, so a re-run redoes the cycle
         write_worklist(args.export, dataset, index.unit, selection.ids, selection.scores, args.method,
                        new_index.next_cycle - 1)

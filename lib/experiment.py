@@ -62,13 +62,17 @@ class Layout:
         return f"seed {seed}, {parts[0]}, cycle {cycle} of {cycles}"
 
     def metrics_files(self):
-        """{method: {seed: [(cycle, metrics.json), ...] by cycle}} of the finished cycles. Folders whose
-        name starts with '_' or '.' hold shared or temporary state, not curves."""
+        """{method: {seed: [(cycle, metrics.json), ...] by cycle}} of the finished cycles."""
+        return self.cycle_files("metrics.json")
+
+    def cycle_files(self, name):
+        """{method: {seed: [(cycle, file), ...] by cycle}} of the cycles that have the file `name`. Folders whose
+        name starts with '_' or '.' hold shared or temporary state, not methods."""
         found = {}
         for method_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[0] not in "_."):
             for seed, seed_dir in _numbered(method_dir, SEED_DIR):
-                cycles = [(cycle, path / "metrics.json") for cycle, path in _numbered(seed_dir, CYCLE_DIR)
-                          if (path / "metrics.json").exists()]
+                cycles = [(cycle, path / name) for cycle, path in _numbered(seed_dir, CYCLE_DIR)
+                          if (path / name).exists()]
                 if cycles:
                     found.setdefault(method_dir.name, {})[seed] = cycles
         return found

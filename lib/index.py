@@ -168,6 +168,12 @@ def _history_entry_problem(entry):
     if not (isinstance(added, list) and all(isinstance(item_id, str) for item_id in added)):
         return "field 'added' missing or not a list of ids"
     for key, value in entry.items():
-        if not (isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))):
-            return f"field {key!r} is neither a value nor a list of values"
+        if not (_flat(value) or (isinstance(value, dict) and all(_flat(v) for v in value.values()))):
+            return f"field {key!r} is neither a value, a list of values nor an object of those"
     return None
+
+
+def _flat(value):
+    """A value, or a list of values: what a history field holds, or the fields of an object in it (select.py's
+    "redundancy" and "auto" records)."""
+    return isinstance(value, SCALARS) or (isinstance(value, list) and all(isinstance(v, SCALARS) for v in value))

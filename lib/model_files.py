@@ -85,6 +85,7 @@ class LoadedModel:
     kind: str  # CHECKPOINT, STATE_DICT, TORCHSCRIPT or EXPORTED
     model_args: dict | None = None  # our architectures: lib.models.build_model's arguments
     trained_on: dict | None = None  # our checkpoints: their "index" entry
+    train_args: dict | None = None  # our checkpoints: the train.py flags they were trained with
 
 
 class ModelFile:
@@ -122,8 +123,10 @@ class ModelFile:
         if self.kind == CHECKPOINT:
             check_dataset(self.content, self.path, dataset)
             model = model_from_checkpoint(self.content, device, self.path)
+            train_args = self.content.get("train_args")
             return LoadedModel(model, self.content["preprocess"], CHECKPOINT, self.content["model_args"],
-                               trained_on=self.content["index"])
+                               trained_on=self.content["index"],
+                               train_args=train_args if isinstance(train_args, dict) else None)
         preprocess = {"mean": args.mean or list(IMAGENET_MEAN), "std": args.std or list(IMAGENET_STD)}
         if self.kind == STATE_DICT:
             model_args = state_dict_model_args(args, self.path, dataset)

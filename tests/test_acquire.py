@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 import math
 import re
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from lib.acquire import METHODS, cycle_seed
+from lib.acquire.auto import AutoRule
 from lib.acquire.budget import budget_text, parse_budget
 from lib.acquire.context import ItemReader, SelectionContext
 from lib.acquire.inputs import MODEL_NEEDS, PROVIDERS, check_flags, inputs_read, model_needs
@@ -16,6 +18,7 @@ from lib.acquire.scores import entropy_map
 from lib.data.base import Frame, SegmentationDataset
 from lib.errors import UserError
 from lib.model_files import MODEL_FILE_FLAGS
+from lib.redundancy import Redundancy, measure_redundancy
 from lib.umap import UMAP
 from lib.units import Unit
 
@@ -137,11 +140,12 @@ def context_for(dataset, labeled, with_pool_map=False):
     if with_pool_map:
         pool_map = UMAP(n_neighbors=4, seed=0)
         pool_map.fit(reader.features(model, preprocess, "backbone", dataset.ids))
+    features = reader.features(model, preprocess, "aspp", labeled + candidates)
     return SelectionContext(
-        reader, candidates, labeled, mc_samples=4, informative=8, model=model, preprocess=preprocess,
-        features=reader.features(model, preprocess, "aspp", labeled + candidates),
+        reader, candidates, labeled, mc_samples=4, informative=8, auto_rule=AutoRule(redundant=0.5, low_budget=10),
+        model=model, preprocess=preprocess, features=features,
         scores={image_id: float(int(image_id[3:]) % 5) for image_id in candidates}, pool_map=pool_map,
-        frames=dataset.frames,
+        frames=dataset.frames, redundancy=measure_redundancy(features), semi_supervised=False,
     )
 
 
@@ -155,6 +159,28 @@ def test_every_method_selects_exactly_k_new_items_deterministically(name):
     assert len(first.ids) == 4 == len(set(first.ids))
     assert not set(first.ids) & set(labeled)
     assert first.ids == again.ids and first.scores == again.scores
+
+
+@pytest.mark.parametrize("score, labeled, chosen", [
+    (0.9, ["img00"], "coreset"),  # redundant: 5 of 12 labeled after the cycle
+    (0.1, ["img00"], "entropy"),  # diverse, 42 % labeled: a high budget
+    (0.1, [], "random"),  # diverse, 1 of 12 = 8.3 % labeled: a low budget
+])
+def test_auto_selects_what_the_method_of_its_choice_selects(score, labeled, chosen):
+    dataset = ConstantImages(12)
+    context = dataclasses.replace(context_for(dataset, labeled), redundancy=Redundancy(score, 11, 12, 12))
+    k = 4 if labeled else 1
+    selection = METHODS["auto"].select(context, k, seed=3)
+    assert selection.ids == METHODS[chosen].select(context, k, seed=3).ids
+    assert selection.record["auto"]["method"] == chosen and selection.report.startswith(f"auto: {chosen} ")
+
+
+def test_auto_decides_on_the_mean_redundancy_of_the_cycles_so_far():
+    """A diverse score this cycle after two redundant ones: still a redundant pool, one choice for the curve."""
+    context = dataclasses.replace(context_for(ConstantImages(12), ["img00"]), redundancy=Redundancy(0.3, 11, 12, 12),
+                                  earlier_redundancy=(0.6, 0.6))
+    record = METHODS["auto"].select(context, 4, seed=3).record["auto"]
+    assert (record["method"], record["redundancy"], record["redundancy_cycles"]) == ("coreset", 0.5, 3)
 
 
 def test_entropy_picks_the_most_uncertain_images():
@@ -196,7 +222,8 @@ def test_every_method_declares_inputs_that_have_a_provider(name):
 
 def flags(method, **given):
     """select.py's flags of the inputs: none given but `given`."""
-    none = dict.fromkeys(("checkpoint", "features", "scores", "umap_cache", "pretrained", *MODEL_FILE_FLAGS))
+    none = dict.fromkeys(("checkpoint", "features", "scores", "umap_cache", "pretrained", "report_redundancy",
+                          *MODEL_FILE_FLAGS))
     return argparse.Namespace(**{**none, "method": method, **given})
 
 
@@ -209,6 +236,11 @@ def flags(method, **given):
     ("meal-ft", {}, ["model"], {"backbone"}),
     ("topk", {"scores": "s.npz"}, ["scores"], set()),
     ("random", {"checkpoint": "m.pt"}, [], set()),
+    # --report-redundancy reads features whatever the method, and only once
+    ("entropy", {"report_redundancy": True}, ["model", "features", "redundancy"], {"aspp"}),
+    ("random", {"features": "f.npz", "report_redundancy": True}, ["features", "redundancy"], set()),
+    ("coreset", {"report_redundancy": True}, ["model", "features", "redundancy"], {"aspp"}),
+    ("auto", {}, ["model", "features", "redundancy"], {"aspp"}),
 ])
 def test_inputs_read_and_what_they_ask_of_the_model(method, given, read, needs):
     args = flags(method, **given)
@@ -224,7 +256,10 @@ def test_inputs_read_and_what_they_ask_of_the_model(method, given, read, needs):
     ("kmeanspp", {"checkpoint": "m.pt", "pretrained": "imagenet"},
      "--pretrained: --method kmeanspp does not use the UMAP map of the pool (meal does)"),
     # Unused flags are named before missing inputs.
-    ("topk", {"features": "f.npz"}, "--features: --method topk does not use features (coreset and kmeanspp do)"),
+    ("topk", {"features": "f.npz"}, "--features: --method topk does not use features (coreset, kmeanspp and auto do; "
+                                    "--report-redundancy reads them with any method)"),
+    ("random", {"report_redundancy": True},
+     "--report-redundancy needs image features: give --checkpoint or --features FILE"),
 ])
 def test_flags_are_checked_against_the_inputs_read(method, given, message):
     with pytest.raises(UserError, match=re.escape(message)):

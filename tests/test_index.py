@@ -81,7 +81,9 @@ def test_with_cycle_refuses_relabeling_and_leaves_receiver_unchanged():
         ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": 2, "added": []}]},
          "history entry 0 field 'budget' missing or not a string"),
         ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": "2", "added": [], "note": [[[]]]}]},
-         "history entry 0 field 'note' is neither a value nor a list of values"),
+         "history entry 0 field 'note' is neither a value, a list of values nor an object of those"),
+        ({"history": [{"cycle": 0, "method": "random", "seed": 0, "budget": "2", "added": [], "note": {"a": {}}}]},
+         "history entry 0 field 'note' is neither a value, a list of values nor an object of those"),
     ],
 )
 def test_validation_names_file_and_culprit(tmp_path, overrides, message):
@@ -94,7 +96,8 @@ def test_validation_names_file_and_culprit(tmp_path, overrides, message):
 
 def test_regions_that_touch_and_settings_of_a_cycle_load(tmp_path):
     history = [{"cycle": 0, "method": "random", "seed": 0, "budget": "2.5%px", "added": ["a#y0x0"],
-                "region_ranking": "per-image", "region_stride": 15, "weights": [0.5, None, "x", True]}]
+                "region_ranking": "per-image", "region_stride": 15, "weights": [0.5, None, "x", True],
+                "redundancy": {"score": 0.4, "neighbours": 20}}]
     labeled = ["a#y0x0", "a#y30x0", "a#y0x30", "a#y30x30", "b#y10x10"]
     path = write(tmp_path / "index.json", unit={"type": "region", "size": 30}, labeled=labeled, history=history)
     index = load_index(path, POOL)

@@ -5,8 +5,10 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import import_script
+from lib.draw import PALETTE
 from lib.errors import UserError
 from lib.report import (
     collect_curves, collect_references, default_budget, evaluation_record, labeled_to_reach, mean_curve, plot_curves,
@@ -167,7 +169,7 @@ def test_plot_without_matplotlib_draws_nothing(tmp_path, monkeypatch):
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     write_experiment(tmp_path, {"random": {0: FLAT, 1: FLAT}, "entropy": {0: RISING}})
-    assert plot_curves(collect_curves(tmp_path), tmp_path / "curves.png", "pixels", "test", full_miou=68.42)
+    assert plot_curves(collect_curves(tmp_path), tmp_path / "curves.png", "pixels", "test", full_value=68.42)
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -248,33 +250,53 @@ def fake_plot(curves, path, *args):
     return True
 
 
-def test_a_stale_plot_of_ours_is_removed_when_it_cannot_be_redrawn(tmp_path, capsys, monkeypatch):
+def png_colours(path):
+    """The set of RGB colours of the picture at `path`, which must be a PNG Pillow reads."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 20)}, image.size
+
+
+def test_curves_are_drawn_with_pillow_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    write_experiment(tmp_path, {"random": {0: FLAT, 1: FLAT}, "entropy": {0: RISING}})
+    write_full(tmp_path, [70.0])
+    png = tmp_path / "curves.png"
+    evaluate.main(["--experiment", str(tmp_path)])
+    assert f"wrote {png}" in capsys.readouterr().out
+    colours, (width, height) = png_colours(png)
+    assert 400 <= width <= 2000 and 300 <= height <= 2000
+    # entropy and random, sorted, take matplotlib's first two colours; the band over random's two seeds is paler.
+    assert {PALETTE[0], PALETTE[1], (0, 0, 0)} <= colours
+    first = png.read_bytes()
+    evaluate.main(["--experiment", str(tmp_path)])  # ours, unchanged since: drawn again, the same bytes
+    assert f"wrote {png}" in capsys.readouterr().out and png.read_bytes() == first
+    write_experiment(tmp_path / "one", {"random": {0: FLAT}})
+    evaluate.main(["--experiment", str(tmp_path / "one")])
+    colours, _ = png_colours(tmp_path / "one" / "curves.png")
+    assert PALETTE[0] in colours and PALETTE[1] not in colours
+
+
+@pytest.mark.parametrize("matplotlib", ["installed", "absent"])
+def test_a_curves_png_evaluate_did_not_draw_is_left_as_it_was(tmp_path, capsys, monkeypatch, matplotlib):
     write_experiment(tmp_path, {"random": {0: FLAT}})
-    argv = ["--experiment", str(tmp_path)]
-    monkeypatch.setattr("lib.report_files.plot_curves", fake_plot)
+    argv, png = ["--experiment", str(tmp_path)], tmp_path / "curves.png"
+    if matplotlib == "installed":
+        monkeypatch.setattr("lib.report_files.plot_curves", fake_plot)
+    else:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)
+    # The user's file, and one evaluate.py drew that was changed since: neither is replaced.
+    png.write_bytes(b"the user's")
     evaluate.main(argv)
-    assert f"wrote {tmp_path / 'curves.png'}" in capsys.readouterr().out
-    assert (tmp_path / PLOTS_RECORD).is_file()
-    monkeypatch.undo()
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # uninstalled since: `import matplotlib` raises
+    assert f"{png} is left as it was (not drawn by evaluate.py, or changed since)" in capsys.readouterr().out
+    assert png.read_bytes() == b"the user's" and not (tmp_path / PLOTS_RECORD).exists()
+    png.unlink()
     evaluate.main(argv)
-    assert (f"curves.png not drawn: matplotlib is not installed (pip install matplotlib); removed the stale "
-            f"{tmp_path / 'curves.png'} of an earlier run") in capsys.readouterr().out
-    assert not (tmp_path / "curves.png").exists()
-    # A curves.png that evaluate.py did not draw, or that changed since, is the user's: it stays.
-    for content in (b"the user's", None):
-        if content is None:
-            monkeypatch.setattr("lib.report_files.plot_curves", fake_plot)
-            evaluate.main(argv)
-            monkeypatch.setattr("lib.report_files.plot_curves", plot_curves)
-            (tmp_path / "curves.png").write_bytes(b"\x89PNG drawn, then edited")
-        else:
-            (tmp_path / "curves.png").write_bytes(content)
-        before = (tmp_path / "curves.png").read_bytes()
-        capsys.readouterr()
-        evaluate.main(argv)
-        assert f"{tmp_path / 'curves.png'} is left as it was" in capsys.readouterr().out
-        assert (tmp_path / "curves.png").read_bytes() == before
+    assert f"wrote {png}" in capsys.readouterr().out and (tmp_path / PLOTS_RECORD).is_file()
+    png.write_bytes(b"\x89PNG drawn, then edited")
+    evaluate.main(argv)
+    assert f"{png} is left as it was" in capsys.readouterr().out
+    assert png.read_bytes() == b"\x89PNG drawn, then edited"
 
 
 # The binary task of tests/test_metrics.py: background 70 right, 10 called lesion; lesion 15 right, 5 missed.

@@ -12,11 +12,12 @@ the unit's rules (regions never overlap). Methods never train, never write files
 and hold no state.
 """
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from lib.acquire.auto import choose_method
 from lib.acquire.kcenter import k_center_greedy
 from lib.acquire.kmeanspp import kmeans_pp_seeding
 from lib.acquire.meal import project_on_own_map, project_on_pool_map
@@ -33,6 +34,8 @@ ALL_UNITS = ("image", "patch", "region")
 class Selection:
     ids: list
     scores: dict | None  # {id: score} for every scored candidate; None for methods without scores
+    record: dict = field(default_factory=dict)  # for the index's history entry (auto: its choice)
+    report: str | None = None  # a line for select.py to print (auto: its choice and why)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,21 @@ def select_topk(context, k, seed):
     return Selection(top_k(context.scores, k, context.rules), context.scores)
 
 
+def select_auto(context, k, seed):
+    """Table 6 of the study (lib.acquire.auto): random, entropy or coreset, from the pool's redundancy, the
+    labeled share after this cycle and the model's training; the chosen method then selects.
+
+    The redundancy is the mean of this cycle's score and those earlier cycles measured: each cycle's model sees
+    the pool a little differently (scores of one pool moved by +-0.05 from cycle to cycle here), and a choice
+    that flipped with that noise would mix two methods in one curve."""
+    items = len(context.labeled) + len(context.candidates)  # the pool's items, as the redundancy measures them
+    scores = (*context.earlier_redundancy, context.redundancy.score)
+    choice = choose_method(sum(scores) / len(scores), 100 * (len(context.labeled) + k) / items,
+                           context.semi_supervised, context.auto_rule, len(scores))
+    selection = METHODS[choice.method].select(context, k, seed)
+    return Selection(selection.ids, selection.scores, {"auto": choice.to_json()}, choice.describe())
+
+
 METHODS = {
     "random": Method(select_random, "uniform random items"),
     "random-images": Method(
@@ -161,4 +179,9 @@ METHODS = {
         inputs=("model",), model_needs=("backbone",), units=("image", "patch"), picks_among_informative=True,
     ),
     "topk": Method(select_topk, "the k highest of precomputed --scores", inputs=("scores",)),
+    "auto": Method(
+        select_auto, "the study's guide (Table 6): random on a diverse pool at a low budget, entropy on a diverse "
+        "pool, coreset on a redundant one (--auto-redundant, --auto-low-budget)", inputs=("model", "redundancy"),
+        units=("image", "patch"),
+    ),
 }

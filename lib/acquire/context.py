@@ -80,6 +80,7 @@ class SelectionContext:
     reduce: str = "mean"  # how pixel scores become one score per item (lib.acquire.reduce)
     mc_samples: int = 20  # BALD's stochastic decoder passes
     informative: int = 200  # MEAL: the most uncertain candidates its K-Means++ chooses from
+    auto_rule: object = None  # auto: lib.acquire.auto.AutoRule, its thresholds
     # The inputs (lib.acquire.inputs):
     model: object = None  # "model": the --checkpoint network, lib.model_files.LoadedModel.model
     preprocess: dict | None = None  # "model": {"mean", "std"} it expects
@@ -87,6 +88,9 @@ class SelectionContext:
     scores: dict | None = None  # "scores": {candidate id: score}
     pool_map: object = None  # "pool_map": MEAL's UMAP map of the pool (lib.acquire.meal)
     frames: dict | None = None  # "frames": {image id: lib.data.base.Frame}
+    redundancy: object = None  # "redundancy": lib.redundancy.Redundancy of the labeled + candidate items
+    earlier_redundancy: tuple = ()  # the scores earlier cycles of the index measured (its history), oldest first
+    semi_supervised: bool | None = None  # "model": trained with --ssl (None: its file does not say)
 
     def candidate_scores(self, pixel_score):
         """{candidate id: the reduced pixel score of its item}."""

@@ -6,6 +6,8 @@ A method names its inputs (Method.inputs), fields of the SelectionContext it is 
                 methods that name it score its predictions pixel by pixel
     "features"  one vector per labeled and candidate item: a --features file, else the
                 model's "aspp" feature map
+    "redundancy"  the pool's lib.redundancy measure on the features; read by auto, and
+                for --report-redundancy whatever the method
     "pool_map"  MEAL's UMAP map of the whole pool: from --umap-cache, or fitted with --pretrained
     "scores"    one score per candidate, from a --scores file
     "frames"    the pool's sequences and frame numbers, from the dataset
@@ -28,6 +30,7 @@ from lib.acquire.temporal import require_frames
 from lib.errors import UserError
 from lib.model_files import MODEL_FILE_FLAGS, ModelFile
 from lib.models import FEATURE_MAPS, DeepLabV3Plus, has_mc_dropout
+from lib.redundancy import measure_redundancy
 
 ASPP_MAP = "aspp"  # the feature map that stands in for a --features file
 
@@ -75,17 +78,33 @@ class FeaturesInput(Provider):
 
     def refuse_unused(self, args, used):
         if args.features and "features" not in used:
-            raise UserError(f"--features: --method {args.method} does not use features (coreset and kmeanspp do)")
+            raise UserError(f"--features: --method {args.method} does not use features (coreset, kmeanspp and auto "
+                            f"do; --report-redundancy reads them with any method)")
 
-    def require_given(self, args):
+    def require_given(self, args, asker=None):
+        """`asker`: what reads the features, when not the method (--report-redundancy)."""
         if not (args.checkpoint or args.features):
-            raise UserError(f"--method {args.method} needs image features: give --checkpoint or --features FILE")
+            raise UserError(f"{asker or f'--method {args.method}'} needs image features: give --checkpoint or "
+                            f"--features FILE")
 
     def load(self, args, method, pool, given):
         rows = pool.labeled + pool.candidates  # labeled rows first: the initial centers of coreset and kmeanspp
         if args.features:
             return {"features": load_features(args.features, pool.item_ids, rows)}
         return {"features": pool.reader.features(given["model"], given["preprocess"], ASPP_MAP, rows)}
+
+
+class RedundancyInput(Provider):
+    """The redundancy of the labeled + candidate items (lib.redundancy), on the features; seeded by --seed."""
+
+    def reads(self, args):
+        return ("features",)
+
+    def require_given(self, args, asker=None):
+        PROVIDERS["features"].require_given(args, asker)
+
+    def load(self, args, method, pool, given):
+        return {"redundancy": measure_redundancy(given["features"], seed=args.seed, device=pool.reader.device)}
 
 
 class ScoresInput(Provider):
@@ -122,6 +141,12 @@ class PoolMapInput(Provider):
                                           given["preprocess"], pool.reader, args.method)}
 
 
+def trained_semi_supervised(loaded):
+    """Whether the model was trained with an --ssl mode; None when its file does not say (not a checkpoint)."""
+    train_args = loaded.train_args
+    return None if train_args is None else train_args.get("ssl", "none") != "none"
+
+
 class ModelInput(Provider):
     """--checkpoint and the flags of lib.model_files that describe it, checked to meet what is asked of it."""
 
@@ -141,7 +166,8 @@ class ModelInput(Provider):
         for name, need in MODEL_NEEDS.items():
             if name in needs and not need.met_by(loaded):
                 raise UserError(need.refusal.format(checkpoint=args.checkpoint, method=args.method, kind=loaded.kind))
-        return {"model": loaded.model, "preprocess": loaded.preprocess}
+        return {"model": loaded.model, "preprocess": loaded.preprocess,
+                "semi_supervised": trained_semi_supervised(loaded)}
 
 
 class FramesInput(Provider):
@@ -157,6 +183,7 @@ PROVIDERS = {  # in the order of the flag checks; loading follows `reads`
     "pool_map": PoolMapInput(),
     "model": ModelInput(),
     "frames": FramesInput(),
+    "redundancy": RedundancyInput(),
 }
 
 
@@ -189,13 +216,24 @@ MODEL_NEEDS = {  # checked in this order
 }
 
 
+def inputs_wanted(method, args):
+    """The inputs `method` declares, and "redundancy" for --report-redundancy."""
+    return (*method.inputs, *(("redundancy",) if args.report_redundancy else ()))
+
+
 def inputs_read(method, args):
-    """Every input `method` reads with these flags, each after the input it reads itself."""
+    """Every input wanted (inputs_wanted) with these flags, each after the inputs it reads, and theirs
+    (redundancy reads features, which read the model)."""
     order = []
-    for name in method.inputs:
-        for needed in (*PROVIDERS[name].reads(args), name):
-            if needed not in order:
-                order.append(needed)
+
+    def add(name):
+        if name not in order:
+            for needed in PROVIDERS[name].reads(args):
+                add(needed)
+            order.append(name)
+
+    for name in inputs_wanted(method, args):
+        add(name)
     return order
 
 
@@ -213,6 +251,8 @@ def check_flags(method, args):
     for name, provider in PROVIDERS.items():
         if name in method.inputs:
             provider.require_given(args)
+    if args.report_redundancy:
+        PROVIDERS["redundancy"].require_given(args, asker="--report-redundancy")
 
 
 def load_inputs(method, args, pool):
