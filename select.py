@@ -119,12 +119,14 @@ def get_args_parser():
                        help="how the pixel scores of an item become its score (entropy, equal, bald, meal)")
     add_model_file_args(parser)
     auto = parser.add_argument_group("auto (the study's Table 6, lib/acquire/auto.py)")
-    auto.add_argument("--auto-redundant", type=float_in(0, 1), default=None,
-                      help=f"a pool whose redundancy (--report-redundancy's score) is at least this is redundant: "
-                           f"coreset (default {AUTO_REDUNDANT})")
-    auto.add_argument("--auto-low-budget", type=float_in(0, 100, open_low=True), default=None,
-                      help=f"a diverse pool with at most this %% of its items labeled after the cycle gets random, "
-                           f"above it entropy (default {AUTO_LOW_BUDGET}: the study's low-budget runs end at 10 %%)")
+    # Taken, unused, by the other methods (as --mc-samples and --informative are): an experiment's SELECT_ARGS
+    # go to every method of it.
+    auto.add_argument("--auto-redundant", type=float_in(0, 1), default=AUTO_REDUNDANT,
+                      help="a pool whose redundancy (--report-redundancy's score, the mean of the cycles so far) is "
+                           "at least this is redundant: coreset")
+    auto.add_argument("--auto-low-budget", type=float_in(0, 100, open_low=True), default=AUTO_LOW_BUDGET,
+                      help="a diverse pool with at most this %% of its items labeled after the cycle gets random, "
+                           "above it entropy (the study's low-budget runs end at 10 %%)")
     meal = parser.add_argument_group("MEAL (meal, meal-ft)")
     meal.add_argument("--informative", type=positive_int, default=200,
                       help="the most uncertain candidates that K-Means++ chooses the budget from")
@@ -222,16 +224,6 @@ def recorded_redundancy(index):
                  if isinstance(entry.get("redundancy"), dict) and is_number(entry["redundancy"].get("score")))
 
 
-def auto_rule(args):
-    """auto's thresholds; a UserError when they are given to another method, which would ignore them."""
-    given = [flag for flag, value in (("--auto-redundant", args.auto_redundant),
-                                      ("--auto-low-budget", args.auto_low_budget)) if value is not None]
-    if given and args.method != "auto":
-        raise UserError(f"{given[0]}: a threshold of --method auto, not of --method {args.method}")
-    return AutoRule(redundant=AUTO_REDUNDANT if args.auto_redundant is None else args.auto_redundant,
-                    low_budget=AUTO_LOW_BUDGET if args.auto_low_budget is None else args.auto_low_budget)
-
-
 def cycle_settings(args, method, unit, redundancy=None):
     """The options beyond method, seed and budget that shaped this cycle, and the pool's measured
     `redundancy` (lib.redundancy.Redundancy), for the index history."""
@@ -270,7 +262,6 @@ def main(argv=None):
     use_threads(args.threads)
     check_paths(args)
     method = METHODS[args.method]
-    rule = auto_rule(args)
     check_flags(method, args)
 
     dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
@@ -295,8 +286,10 @@ def main(argv=None):
     reader = ItemReader(dataset, index.unit, device, args.region_stride, amp=args.amp and device.type == "cuda",
                         batch_size=args.batch_size, workers=args.workers, slide_window=args.slide_window)
     pool = Pool(reader, index.labeled, candidates, pool_items(dataset, index, candidates))
-    context = SelectionContext(reader, candidates, index.labeled, rules, reduce=args.reduce, mc_samples=args.mc_samples,
-                               informative=args.informative, auto_rule=rule,
+    pool_size = index.unit.items_per_image and index.pool_size * index.unit.items_per_image  # None for regions
+    context = SelectionContext(reader, candidates, index.labeled, pool_size, rules, reduce=args.reduce,
+                               mc_samples=args.mc_samples, informative=args.informative,
+                               auto_rule=AutoRule(args.auto_redundant, args.auto_low_budget),
                                earlier_redundancy=recorded_redundancy(index), **load_inputs(method, args, pool))
 
     if context.redundancy is not None:

@@ -82,7 +82,8 @@ def measure_redundancy(features, neighbours=20, queries=2000, seed=0, device=Non
     k = max(0, min(neighbours, n - 1))
     if k == 0:
         return Redundancy(0.0, 0, n, n)
-    points = torch.nn.functional.normalize(features.to(device or "cpu", torch.float32), dim=1)  # [N, d], |row| = 1
+    # Normalised in float64: the norm of float32 rows of 1e20 overflows, and every row would read as a copy.
+    points = torch.nn.functional.normalize(features.to(device or "cpu", torch.float64), dim=1).float()  # [N, d]
     rng = np.random.default_rng(seed)
     typical = typical_distance(points, rng)
     rows = np.arange(n) if n <= queries else np.sort(rng.choice(n, queries, replace=False))  # [Q]

@@ -54,7 +54,7 @@ def write_selection_maps(args):
     dataset = open_dataset(args.dataset or first.dataset, data_root, first.split, args.cache_dir)
     if pool_file:
         restrict_to_pool(dataset, pool_file)
-    indexes = {(method, seed, cycle): load_index(path, dataset.ids, dataset.name, first.unit)
+    indexes = {(method, seed, cycle): load_index(path, dataset.ids, first.dataset, first.unit)
                for seed, found in cycles.items() for method, cycle, path in found}
     device = resolve_device(args.device)
     reader = ItemReader(dataset, first.unit, device, amp=args.amp and device.type == "cuda",

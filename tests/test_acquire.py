@@ -142,7 +142,8 @@ def context_for(dataset, labeled, with_pool_map=False):
         pool_map.fit(reader.features(model, preprocess, "backbone", dataset.ids))
     features = reader.features(model, preprocess, "aspp", labeled + candidates)
     return SelectionContext(
-        reader, candidates, labeled, mc_samples=4, informative=8, auto_rule=AutoRule(redundant=0.5, low_budget=10),
+        reader, candidates, labeled, len(dataset.ids), mc_samples=4, informative=8,
+        auto_rule=AutoRule(redundant=0.5, low_budget=10),
         model=model, preprocess=preprocess, features=features,
         scores={image_id: float(int(image_id[3:]) % 5) for image_id in candidates}, pool_map=pool_map,
         frames=dataset.frames, redundancy=measure_redundancy(features), semi_supervised=False,
@@ -181,6 +182,14 @@ def test_auto_decides_on_the_mean_redundancy_of_the_cycles_so_far():
                                   earlier_redundancy=(0.6, 0.6))
     record = METHODS["auto"].select(context, 4, seed=3).record["auto"]
     assert (record["method"], record["redundancy"], record["redundancy_cycles"]) == ("coreset", 0.5, 3)
+
+
+def test_auto_counts_the_labeled_share_of_the_whole_pool():
+    """--prefilter leaves 4 candidates of 12 images: 1 + 4 labeled after the cycle are 42 % of the pool, not 100 %."""
+    context = dataclasses.replace(context_for(ConstantImages(12), ["img00"]), redundancy=Redundancy(0.1, 11, 12, 12),
+                                  candidates=["img02", "img04", "img06", "img08"])
+    assert METHODS["auto"].select(context, 4, seed=3).record["auto"]["labeled_share"] == pytest.approx(100 * 5 / 12,
+                                                                                                       abs=1e-4)
 
 
 def test_entropy_picks_the_most_uncertain_images():

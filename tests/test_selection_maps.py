@@ -67,6 +67,8 @@ def test_a_map_per_method_seed_and_cycle_the_same_bytes_twice(experiment, synthe
     assert len(set(first.values())) == 3
     evaluate.main(argv)  # ours, unchanged since: drawn again, the same
     assert all(path.read_bytes() == content for path, content in first.items())
+    evaluate.main([*argv, "--dataset", "folder"])  # the synthetic pool read in the plain folder layout: the same pool
+    assert all(path.read_bytes() == content for path, content in first.items())
     assert sorted(json.loads((experiment / PLOTS_RECORD).read_text())) == [
         "coreset/seed0/cycle1/selection_map.png", "random/seed0/cycle1/selection_map.png",
         "random/seed0/cycle2/selection_map.png"]

@@ -132,9 +132,8 @@ def select_auto(context, k, seed):
     The redundancy is the mean of this cycle's score and those earlier cycles measured: each cycle's model sees
     the pool a little differently (scores of one pool moved by +-0.05 from cycle to cycle here), and a choice
     that flipped with that noise would mix two methods in one curve."""
-    items = len(context.labeled) + len(context.candidates)  # the pool's items, as the redundancy measures them
     scores = (*context.earlier_redundancy, context.redundancy.score)
-    choice = choose_method(sum(scores) / len(scores), 100 * (len(context.labeled) + k) / items,
+    choice = choose_method(sum(scores) / len(scores), 100 * (len(context.labeled) + k) / context.pool_items,
                            context.semi_supervised, context.auto_rule, len(scores))
     selection = METHODS[choice.method].select(context, k, seed)
     return Selection(selection.ids, selection.scores, {"auto": choice.to_json()}, choice.describe())

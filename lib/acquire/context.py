@@ -76,6 +76,7 @@ class SelectionContext:
     reader: ItemReader
     candidates: list  # unlabeled item ids that may be picked, in canonical order
     labeled: list  # labeled item ids
+    pool_items: int | None  # items of the whole pool, --prefilter's rejects included; None for regions (no count)
     rules: SelectionRules = NO_RULES
     reduce: str = "mean"  # how pixel scores become one score per item (lib.acquire.reduce)
     mc_samples: int = 20  # BALD's stochastic decoder passes
