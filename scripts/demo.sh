@@ -21,7 +21,7 @@ OUT=${OUT:-$REPO_ROOT/runs/demo-12f}
 METHODS=${METHODS:-random entropy coreset auto}
 SEEDS=${SEEDS:-0 1}
 INITIAL=10% STEP=10% CYCLES=4
-EPOCHS=${EPOCHS:-30}
+EPOCHS=${EPOCHS:-20}
 # The tiny backbone and 96x128 images keep the demo to minutes on two CPU cores.
 TRAIN_ARGS="--arch ${ARCH:-tiny} --epochs $EPOCHS --batch-size 4 --crop 96x128 --lr 0.02 --workers 0"
 SELECT_ARGS="--workers 0"
