@@ -14,6 +14,7 @@ the run. Other processes on the cores distort every time, so the load is printed
     .venv/bin/python bench/bench_redundancy.py --quick    # smoke test
     .venv/bin/python bench/bench_redundancy.py --device cuda
 """
+import functools
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
+from bench.common import bench_parser, machine_line, parse_with_quick, print_row, timed  # noqa: E402
 from lib.redundancy import closeness, measure_redundancy, typical_distance  # noqa: E402
 
 LARGE_SECONDS = 5.0  # 100,000 x 256 on a CPU: a select.py cycle should not wait on it
@@ -49,9 +50,7 @@ def reference_score(features, neighbours, queries, seed, device):
     return float(closeness(nearest, typical).mean(dim=1).mean())
 
 
-def row(name, ours="-", reference="-", ratio="-", target="-", ok=None):
-    result = "-" if ok is None else ("ok" if ok else "MISSED")
-    print(ROW.format(name, ours, reference, ratio, target, result).rstrip(), flush=True)
+row = functools.partial(print_row, ROW)
 
 
 def parse_args(argv=None):

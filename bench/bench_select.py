@@ -21,6 +21,7 @@ the measured figure and "ok" or "MISSED"; nothing fails the run.
     .venv/bin/python bench/bench_select.py --quick    # smoke test, seconds
     .venv/bin/python bench/bench_select.py --parts bald --arch resnet50
 """
+import functools
 import multiprocessing
 import os
 import statistics
@@ -34,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
+from bench.common import bench_parser, machine_line, parse_with_quick, print_row, timed  # noqa: E402
 
 from lib.acquire.kcenter import k_center_greedy  # noqa: E402
 from lib.acquire.kmeanspp import kmeans_pp_seeding  # noqa: E402
@@ -147,9 +148,7 @@ def reference_mutual_information(model, images, samples):
 # ---------------------------------------------------------------------------------
 
 
-def row(name, ours="-", reference="-", ratio="-", target="-", ok=None, note=""):
-    result = "-" if ok is None else ("ok" if ok else "MISSED")
-    print(ROW.format(name, ours, reference, ratio, target, result, note).rstrip(), flush=True)
+row = functools.partial(print_row, ROW)
 
 
 def seconds(s):

@@ -27,6 +27,7 @@ each other), so the load average is printed with them.
     .venv/bin/pip install --target /tmp/umap-learn umap-learn==0.5.12   # outside the project's venv
     .venv/bin/python bench/bench_umap.py --reference-path /tmp/umap-learn
 """
+import functools
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
+from bench.common import bench_parser, machine_line, parse_with_quick, print_row, timed  # noqa: E402
 from bench.trustworthiness import trustworthiness  # noqa: E402
 from lib.umap import UMAP  # noqa: E402
 from lib.umap.neighbors import nearest_neighbors  # noqa: E402
@@ -116,9 +117,7 @@ def import_reference(path):
 # ---------------------------------------------------------------------------------
 
 
-def row(name, ours="-", reference="-", ratio="-", target="-", ok=None, note=""):
-    result = "-" if ok is None else ("ok" if ok else "MISSED")
-    print(ROW.format(name, ours, reference, ratio, target, result, note).rstrip(), flush=True)
+row = functools.partial(print_row, ROW)
 
 
 def seconds(s):

@@ -1,4 +1,4 @@
-"""What every benchmark shares: timing, the --quick switch, and the line describing the machine."""
+"""What every benchmark shares: timing, the --quick switch, result lines, and the line describing the machine."""
 import argparse
 import os
 import time
@@ -31,6 +31,13 @@ def parse_with_quick(parser, quick, argv=None):
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
     return args
+
+
+def print_row(template, name, ours="-", reference="-", ratio="-", target="-", ok=None, note=""):
+    """One result line of a benchmark's table `template` (str.format fields: name, ours, reference, ratio, target,
+    result[, note]); the result is "ok" or "MISSED" against the target, "-" where there is none."""
+    result = "-" if ok is None else ("ok" if ok else "MISSED")
+    print(template.format(name, ours, reference, ratio, target, result, note).rstrip(), flush=True)
 
 
 def machine_line():
