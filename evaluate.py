@@ -13,6 +13,10 @@ r"""Evaluate a checkpoint, a folder of predictions, a whole experiment or a curv
     python evaluate.py --curve curve.json --budget 50
     # where each cycle's picks lie in the pool: <method>/seed<k>/cycle<c>/selection_map.png
     python evaluate.py --selection-maps runs/x
+
+A checkpoint is also evaluated under `torchrun --nproc-per-node N evaluate.py ...`:
+each process predicts a share of the images, their confusion matrices are summed,
+and the metrics are those of one process; rank 0 prints and writes them.
 """
 import json
 from pathlib import Path
@@ -23,7 +27,8 @@ import torch
 from lib.cli import add_runtime_flags, add_slide_window_flag, budget_percent, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
-from lib.engine import evaluate_confusion, iterate_batches, resolve_device
+from lib.distributed import joined, launched_world, shard_batches, sum_across
+from lib.engine import evaluate_confusion, iterate_batches
 from lib.errors import UserError, run_cli
 from lib.fileio import read_json, write_json, write_text
 from lib.label_stats import check_class_pixels
@@ -80,7 +85,7 @@ def get_args_parser():
     return parser
 
 
-def evaluate_checkpoint(args):
+def evaluate_checkpoint(args, world, device):
     model_file = ModelFile(args.checkpoint)
     dataset_name = args.dataset or model_file.dataset_name
     if dataset_name is None:
@@ -89,14 +94,14 @@ def evaluate_checkpoint(args):
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     if not ids:
         raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
-    device = resolve_device(args.device)
     loaded = model_file.load(args, dataset, device)  # a model of other classes: said before the masks are read
     check_class_pixels(dataset, ids, args.workers, args.data_root, f"split {args.split!r}", "evaluate")
-    batches = iterate_batches(dataset, ids, loaded.preprocess["mean"], loaded.preprocess["std"], args.batch_size,
-                              args.workers, with_masks=True)
-    progress = Progress(f"evaluate {args.split}", len(ids))
-    confusion = evaluate_confusion(loaded.model, batches, dataset.num_classes, device,
-                                   args.amp and device.type == "cuda", progress, args.slide_window)
+    shard = shard_batches(ids, args.batch_size, world)  # this process's images: all of them without torchrun
+    batches = iterate_batches(dataset, shard, loaded.preprocess["mean"], loaded.preprocess["std"], args.batch_size,
+                              args.workers, with_masks=True, pin_memory=device.type == "cuda")
+    progress = Progress(f"evaluate {args.split}", len(shard))
+    confusion = sum_across(evaluate_confusion(loaded.model, batches, dataset.num_classes, device,
+                                              args.amp and device.type == "cuda", progress, args.slide_window), world)
     record = {
         **evaluation_record(confusion, dataset.class_names),
         "split": args.split,
@@ -213,6 +218,9 @@ def evaluate_curve(args):
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     use_threads(args.threads)
+    if launched_world().distributed and not args.checkpoint:
+        raise UserError("only --checkpoint is evaluated under torchrun (the other modes run no model): run "
+                        "evaluate.py without it")
     if args.setting and not args.experiment:
         raise UserError("--setting goes with --experiment: it prints an experiment's table beside the paper's")
     if args.experiment:
@@ -226,7 +234,16 @@ def main(argv=None):
     inputs = {"--checkpoint": args.checkpoint, "--predictions": args.predictions, "--data-root": args.data_root,
               "--cache-dir": args.cache_dir}
     check_outputs(inputs, files={"--out": args.out}, folders={"--cache-dir": args.cache_dir})
-    record = evaluate_checkpoint(args) if args.checkpoint else evaluate_predictions(args)
+    if not args.checkpoint:
+        return report(args, evaluate_predictions(args))
+    with joined(args.device) as (world, device):
+        record = evaluate_checkpoint(args, world, device)
+        if world.is_writer:
+            report(args, record)
+
+
+def report(args, record):
+    """Print the metrics `record` of a checkpoint or predictions, and write it to --out."""
     print(f"mIoU {100 * record['miou']:.2f}, mean Dice {100 * record['mean_dice']:.2f} on "
           f"{plural(record['images'], f'{args.split} image')}")
     print(format_per_class(record))

@@ -18,7 +18,9 @@ r"""Pick the next items to annotate and write the next index file.
         --regions-per-image 4 --budget 2.5%px --out cycle1/index.json
 
 The new index holds the old labeled items plus the selection, and a history entry
-for this cycle. The same inputs and --seed give a byte-identical file.
+for this cycle. The same inputs and --seed give a byte-identical file, also under
+`torchrun --nproc-per-node N select.py ...`: the processes score and embed shares of
+the pool, every one gets all the scores and features, and rank 0 writes the files.
 """
 if __name__ == "select":
     # Imported in place of the standard library's `select`: hand over to it (lib/shadowing.py).
@@ -26,6 +28,7 @@ if __name__ == "select":
 
     load_stdlib_module("select")
 else:
+    import functools
     from fractions import Fraction
 
     from lib.acquire import METHODS, cycle_seed
@@ -41,7 +44,7 @@ else:
     )
     from lib.data import DATASETS, open_dataset
     from lib.data.pool_file import restrict_to_pool
-    from lib.engine import resolve_device
+    from lib.distributed import joined
     from lib.errors import UserError, run_cli
     from lib.fileio import is_number, write_json
     from lib.index import LabeledIndex, load_index, save_index
@@ -263,7 +266,12 @@ def main(argv=None):
     check_paths(args)
     method = METHODS[args.method]
     check_flags(method, args)
+    with joined(args.device) as (world, device):
+        select(args, method, world, device)
 
+
+def select(args, method, world, device):
+    """Everything after the checks of flags and paths; under torchrun on every process (lib.distributed)."""
     dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
     if args.pool:
         restrict_to_pool(dataset, args.pool)
@@ -282,10 +290,9 @@ def main(argv=None):
             left = plural(capacity, "fits", "fit") + f" --regions-per-image {rules.per_image}"
         raise UserError(f"--budget {args.budget}: {plural(k, 'item')} asked but only {left}")
 
-    device = resolve_device(args.device)
     reader = ItemReader(dataset, index.unit, device, args.region_stride, amp=args.amp and device.type == "cuda",
-                        batch_size=args.batch_size, workers=args.workers, slide_window=args.slide_window)
-    pool = Pool(reader, index.labeled, candidates, pool_items(dataset, index, candidates))
+                        batch_size=args.batch_size, workers=args.workers, slide_window=args.slide_window, world=world)
+    pool = Pool(reader, index.labeled, candidates, functools.partial(pool_items, dataset, index, candidates))
     pool_size = index.unit.items_per_image and index.pool_size * index.unit.items_per_image  # None for regions
     context = SelectionContext(reader, candidates, index.labeled, pool_size, rules, reduce=args.reduce,
                                mc_samples=args.mc_samples, informative=args.informative,
@@ -303,6 +310,8 @@ def main(argv=None):
                                  {**cycle_settings(args, method, index.unit, context.redundancy), **selection.record})
     if selection.report:
         print(selection.report)
+    if not world.is_writer:
+        return
     if args.scores_out:
         write_json(args.scores_out, {"method": args.method, "cycle": new_index.next_cycle - 1,
                                      "scores": selection.scores})

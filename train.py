@@ -14,6 +14,10 @@ With --contrastive reco the model gets ReCo's representation head, trained with 
 regional contrastive loss beside the cross-entropy (S4AL+); select.py and evaluate.py
 ignore the head.
 
+Under `torchrun --nproc-per-node N train.py ...` the same flags train with N processes
+(DistributedDataParallel): each step's batch of -b is split between them, and rank 0
+writes the files (lib/distributed.py).
+
 A checkpoint is written after every epoch next to --out (`<out>.resume`); with
 --resume a killed run continues from it and reaches the same final weights as an
 uninterrupted run. The finished model is written to --out and the resume file is
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from lib import seeding
+from lib import fast_path, seeding
 from lib.checkpoint import save_checkpoint
 from lib.cli import (
     MAX_SIDE,
@@ -43,6 +47,7 @@ from lib.cli import (
 from lib.data import DATASETS, open_dataset
 from lib.data.pool_file import restrict_to_pool
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from lib.distributed import SINGLE, joined, mean_across, sum_across
 from lib.engine import (
     LR_SCHEDULES,
     LabeledCrops,
@@ -50,7 +55,6 @@ from lib.engine import (
     epoch_loader,
     expected_total_steps,
     majority_class_warning,
-    resolve_device,
     steps_per_epoch,
     train_one_epoch,
 )
@@ -123,6 +127,9 @@ def get_args_parser():
     run.add_argument("--resume", action="store_true", help="continue from <out>.resume if a killed run left one")
     run.add_argument("--seed", type=seed, default=0, help="seed for initialisation, order and augmentation")
     add_runtime_flags(run, "train")
+    run.add_argument("--sync-bn", action="store_true",
+                     help="under torchrun: BatchNorm statistics of the whole batch, across the processes "
+                          "(SyncBatchNorm), instead of each process's share")
     run.add_argument("--log-interval", type=positive_float, default=30.0,
                      help="seconds between progress lines when not on a terminal")
     return parser
@@ -133,6 +140,25 @@ def check_args(args):
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
     check_contrastive_flags(args)
+
+
+def check_world(args, world, device):
+    """What does not run under torchrun (yet), or not on `device`: a refusal before any work, not a hang or a wrong
+    result."""
+    if args.sync_bn and not world.distributed:
+        raise UserError("--sync-bn synchronises BatchNorm across the processes of torchrun; this run has one")
+    if args.sync_bn and device.type != "cuda":
+        raise UserError("--sync-bn: torch's SyncBatchNorm runs on GPUs only, this run is on the CPU")
+    if not world.distributed:
+        return
+    # s4GAN's discriminator and the teacher's pseudo labels are not shared between processes, and ReCo's
+    # representation head is not reached through DistributedDataParallel's forward.
+    for flag, value in (("--ssl", args.ssl), ("--contrastive", args.contrastive)):
+        if value != "none":
+            raise UserError(f"{flag} {value} trains in one process only: run train.py without torchrun")
+    if args.batch_size < world.size:
+        raise UserError(f"-b {args.batch_size} is split between the {world.size} processes of torchrun: give at "
+                        f"least {world.size}")
 
 
 def resume_path(args):
@@ -219,7 +245,8 @@ def model_arguments(args, num_classes):
 @dataclass
 class Run:
     """What the steps of training update and a checkpoint keeps: the model, its optimiser, learning-rate schedule
-    (`lr_lambda`: the factor per step) and AMP loss scaler, on `device`."""
+    (`lr_lambda`: the factor per step) and AMP loss scaler, on `device`; `network` is what the steps call: the model,
+    or under torchrun its DistributedDataParallel wrapper, which averages the gradients of the processes."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -227,6 +254,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     device: torch.device
+    network: torch.nn.Module
 
     def state_dict(self):
         return {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "scheduler", "scaler")}
@@ -236,20 +264,27 @@ class Run:
             getattr(self, name).load_state_dict(state[name])
 
 
-def start_run(args, model_args, num_images, device):
-    """The initial model (seeded by --seed) on `device`, with its optimiser, schedule and scaler."""
+def start_run(args, model_args, num_images, device, world=SINGLE):
+    """The initial model (seeded by --seed: the same on every process) on `device`, with its optimiser, schedule
+    and scaler."""
     seeding.seed_initial_weights(args.seed)
     model = build_model(model_args)
     if args.pretrained:
         load_pretrained_backbone(model, args.pretrained, args.arch)
     if args.freeze_backbone:
         model.freeze_backbone()
+    if args.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same state dict keys as BatchNorm2d
     model.to(device)
+    fast_path.to_channels_last(model, device)  # before DistributedDataParallel, which keeps the layout of its buckets
+    network = model
+    if world.distributed:
+        network = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None)
     optimizer = make_optimizer(args, model)
     lr_lambda = LR_SCHEDULES[args.lr_schedule](expected_total_steps(num_images, args.batch_size, args.epochs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
-    return Run(model, optimizer, lr_lambda, scheduler, scaler, device)
+    scaler = fast_path.grad_scaler(device, args.amp)
+    return Run(model, optimizer, lr_lambda, scheduler, scaler, device, network)
 
 
 def describe(args, train_args, model_args, images, index, index_sha256, weights):
@@ -278,23 +313,27 @@ def describe(args, train_args, model_args, images, index, index_sha256, weights)
     }
 
 
-def save_epoch(args, run, ssl, description, epoch, loss, progress):
-    """The checkpoint of `epoch`: the .resume file, --out after the last epoch; nothing of broken weights."""
+def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE):
+    """The checkpoint of `epoch`: the .resume file, --out after the last epoch, written by rank 0; nothing of broken
+    weights."""
     state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss, "progress": progress.state_dict()}
     broken = first_non_finite(state["model"])
     if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
         raise UserError(f"training diverged, NaN or infinite weights ({broken}) after epoch {epoch}, nothing "
                         f"saved: lower --lr ({args.lr:g}) or --weight-decay ({args.weight_decay:g})")
+    if not world.is_writer:
+        return
     if epoch == args.epochs:
         save_checkpoint(args.out, state)  # without the --ssl mode's state: nothing uses it after training
     else:
         save_checkpoint(resume_path(args), {**state, **ssl.state_dict()})
 
 
-def train_epochs(args, run, ssl, images, description, resumed, weights):
+def train_epochs(args, run, ssl, images, description, resumed, weights, world=SINGLE):
     """The epochs after those of the `resumed` checkpoint (None: all), each followed by its checkpoint, with the
     --loss of class `weights` (None: unweighted); the progress of the whole run, which it returns. A warning when
-    the last epoch's model did no better than the majority class (lib.engine.majority_class_warning)."""
+    the last epoch's model did no better than the majority class (lib.engine.majority_class_warning). Under
+    torchrun the loss saved is the mean of the processes', the warning is of all their crops."""
     crops = LabeledCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
                          images.std)
     criterion = make_criterion(args.loss, weights, run.device)
@@ -307,12 +346,14 @@ def train_epochs(args, run, ssl, images, description, resumed, weights):
                         interval=args.log_interval, **before)
     for epoch in range(start_epoch, args.epochs + 1):
         seeding.seed_epoch(args.seed, epoch)
-        loader = epoch_loader(crops, epoch, args.batch_size, args.workers)
+        loader = epoch_loader(crops, epoch, args.batch_size, args.workers, world, pin_memory=run.device.type == "cuda")
         progress.label = f"epoch {epoch}/{args.epochs} step"
-        loss = train_one_epoch(run.model, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler, run.scaler,
-                               run.device, progress, criterion, confusion if epoch == args.epochs else None)
-        save_epoch(args, run, ssl, description, epoch, loss, progress)
-    if warning := majority_class_warning(confusion.cpu(), images.dataset.class_names):
+        loss = train_one_epoch(run.network, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler,
+                               run.scaler, run.device, progress, criterion, confusion if epoch == args.epochs else None,
+                               amp=args.amp)
+        save_epoch(args, run, ssl, description, epoch, mean_across(loss, world), progress, world)
+    warning = majority_class_warning(sum_across(confusion, world).cpu(), images.dataset.class_names)
+    if warning and world.is_writer:
         print(f"warning: {warning}", file=sys.stderr)
     return progress
 
@@ -322,15 +363,26 @@ def main(argv=None):
     use_threads(args.threads)
     check_args(args)
     check_paths(args)
-    train_args = as_train_args(vars(args))
-    device = resolve_device(args.device)
+    with joined(args.device) as (world, device):
+        check_world(args, world, device)
+        train(args, world, device)
+
+
+def train(args, world, device):
+    """Everything after the checks of flags and paths; under torchrun on every process (lib.distributed)."""
+    # The number of processes changes how a step's batch is split (BatchNorm sees each share): a run of 2 resumes
+    # as a run of 2. Recorded only under torchrun, so single-process checkpoints read as before.
+    train_args = as_train_args({**vars(args), **({"processes": world.size} if world.distributed else {})})
     images, index = training_images(args)
+    if len(images.labeled) < world.size:
+        raise UserError(f"{args.index}: {plural(len(images.labeled), 'labeled image')} cannot be shared between "
+                        f"the {world.size} processes of torchrun")
     # A class never seen warns, labels of nothing but ignore are refused; returns the [C] labeled pixels of each class.
     counts = check_class_pixels(images.dataset, list(images.labeled), args.workers, args.index,
                                 f"its labeled items of split {args.split!r}", "learn", images.unit, images.labeled)
     weights = class_weights(args.class_weights, images.dataset.class_names, counts)
     model_args = model_arguments(args, images.dataset.num_classes)
-    run = start_run(args, model_args, len(images.labeled), device)
+    run = start_run(args, model_args, len(images.labeled), device, world)
     index_sha256 = sha256_of(args.index)
     resumed = resume(args, train_args, index_sha256, run)
     # After the resume checks: a refused .resume file costs no teacher's labels.
@@ -341,10 +393,11 @@ def main(argv=None):
     description = describe(args, train_args, model_args, images, index, index_sha256, weights)
     unit = index.unit
     what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
+    processes = f" in {world.size} processes" if world.distributed else ""
     print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
-          f"for {plural(args.epochs, 'epoch')} on {device}{' with AMP' if run.scaler.is_enabled() else ''}")
-    progress = train_epochs(args, run, ssl, images, description, resumed, weights)
-    if os.path.exists(resume_path(args)):
+          f"for {plural(args.epochs, 'epoch')} on {device}{processes}{fast_path.amp_note(device, args.amp)}")
+    progress = train_epochs(args, run, ssl, images, description, resumed, weights, world)
+    if world.is_writer and os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
     print(f"wrote {args.out} ({format_duration(progress.elapsed())})")
 

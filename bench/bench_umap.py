@@ -24,6 +24,7 @@ each other), so the load average is printed with them.
 
     .venv/bin/python bench/bench_umap.py            # full run; umap-learn, when there, takes most of it
     .venv/bin/python bench/bench_umap.py --quick    # smoke test, seconds
+    .venv/bin/python bench/bench_umap.py --device cuda   # ours on a GPU; the fresh process starts CUDA too
     .venv/bin/pip install --target /tmp/umap-learn umap-learn==0.5.12   # outside the project's venv
     .venv/bin/python bench/bench_umap.py --reference-path /tmp/umap-learn
 """
@@ -66,7 +67,7 @@ import sys
 sys.path.insert(0, {root!r})
 import numpy as np
 from lib.umap import UMAP
-UMAP(seed={seed}).fit(np.load({path!r}))
+UMAP(seed={seed}, device={device!r}).fit(np.load({path!r}))
 """
 
 REFERENCE_FRESH = """
@@ -164,18 +165,18 @@ class Reference:
         return fresh_process_seconds(REFERENCE_FRESH.format(reference=self.path, path=str(path)))
 
 
-def fit_ours(features, seed):
-    model = UMAP(seed=seed)
+def fit_ours(features, seed, device):
+    model = UMAP(seed=seed, device=device)
     return model, model.fit(features).numpy()
 
 
-def bench_quality_and_speed(n, d, seed, reference, scratch):
+def bench_quality_and_speed(n, d, seed, device, reference, scratch):
     features, _ = gaussian_mixture(n, d, seed)
-    (_, embedding), warm = timed(fit_ours, features, seed)
+    (_, embedding), warm = timed(fit_ours, features, seed, device)
     trust = trustworthiness(features, embedding, TRUST_K)
     path = scratch / "features.npy"
     np.save(path, features)
-    fresh = fresh_process_seconds(OURS_FRESH.format(root=str(REPO_ROOT), seed=seed, path=str(path)))
+    fresh = fresh_process_seconds(OURS_FRESH.format(root=str(REPO_ROOT), seed=seed, device=device, path=str(path)))
     ref_trust = ref_warm = ref_fresh = None
     if reference:
         (_, ref_embedding), ref_warm = timed(reference.fit, features)
@@ -188,10 +189,10 @@ def bench_quality_and_speed(n, d, seed, reference, scratch):
         f"< {FRESH_SECONDS:g} s", fresh < FRESH_SECONDS, f"python -c: start, imports, load, fit; {load_note()}")
 
 
-def bench_large(n, n_new, d, seed, reference):
+def bench_large(n, n_new, d, seed, device, reference):
     features, labels = gaussian_mixture(n + n_new, d, seed)
     train, new = features[:n], features[n:]
-    (model, _), elapsed = timed(fit_ours, train, seed)
+    (model, _), elapsed = timed(fit_ours, train, seed, device)
     placed, t_transform = timed(model.transform, new)
     landed = same_cluster_share(placed.numpy(), model.embedding.cpu().numpy(), labels[:n], labels[n:])
     ref_elapsed = ref_transform = None
@@ -222,6 +223,7 @@ def parse_args(argv=None):
     parser.add_argument("--n-new", type=int, default=1_000, help="new points placed by transform onto the large fit")
     parser.add_argument("--d", type=int, default=256, help="feature dimension")
     parser.add_argument("--seed", type=int, default=0, help="data and UMAP seed")
+    parser.add_argument("--device", default="cpu", help="torch device of our UMAP (cuda: MEAL's map on a GPU)")
     parser.add_argument("--reference-path", default=None,
                         help="folder appended to sys.path to import umap-learn from (pip install --target ...)")
     return parse_with_quick(parser, QUICK, argv)
@@ -241,12 +243,12 @@ def main(argv=None):
               "project's venv and point at it:\n  .venv/bin/pip install --target /tmp/umap-learn umap-learn==0.5.12\n"
               "  .venv/bin/python bench/bench_umap.py --reference-path /tmp/umap-learn", flush=True)
     print(ROW.format("measurement", "ours", "umap-learn", "speedup", "target", "result", "").rstrip())
-    fit_ours(gaussian_mixture(WARM_UP_POINTS, args.d, args.seed + 1)[0], args.seed)  # one-time set-up
+    fit_ours(gaussian_mixture(WARM_UP_POINTS, args.d, args.seed + 1)[0], args.seed, args.device)  # one-time set-up
     if reference:
         reference.warm_up(gaussian_mixture(REFERENCE_WARM_UP_POINTS, args.d, args.seed + 1)[0])  # numba compiles
     with tempfile.TemporaryDirectory() as scratch:
-        bench_quality_and_speed(args.n, args.d, args.seed, reference, Path(scratch))
-    bench_large(args.n_large, args.n_new, args.d, args.seed, reference)
+        bench_quality_and_speed(args.n, args.d, args.seed, args.device, reference, Path(scratch))
+    bench_large(args.n_large, args.n_new, args.d, args.seed, args.device, reference)
     print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
 
 

@@ -136,7 +136,8 @@ def add_runtime_flags(group, runs, batch_size=None):
     as the images per forward pass too (train.py's batch is an optimisation setting of its own)."""
     group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=f"where to {runs}")
     group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                       help="float16 mixed precision (CUDA only)")
+                       help="mixed precision on CUDA (bfloat16 where the GPU has it, else float16 with loss "
+                            "scaling); nothing on the CPU")
     if batch_size is not None:
         group.add_argument("-b", "--batch-size", type=positive_int, default=batch_size,
                            help="images per forward pass")

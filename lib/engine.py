@@ -9,21 +9,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lib import seeding
+from lib import fast_path, seeding
 from lib.data.base import IGNORE_INDEX
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.distributed import SINGLE, rank_share
 from lib.errors import UserError
 from lib.losses import mean_cross_entropy
 from lib.metrics import confusion_matrix, mean_iou
 from lib.sliding import DEFAULT_SLIDE_WINDOW, owned_parts
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def poly_lr_lambda(total_steps, power=0.9):
@@ -91,15 +84,18 @@ def epoch_order(seed, epoch, count, batch_size):
     return order + [count + i for i in order[:missing]]
 
 
-def epoch_loader(crops, epoch, batch_size, workers):
-    """The loader of one epoch, its order drawn from (seed, epoch) (see epoch_order)."""
+def epoch_loader(crops, epoch, batch_size, workers, world=SINGLE, pin_memory=False):
+    """The loader of one epoch, its order drawn from (seed, epoch) (see epoch_order). Under torchrun a rank loads its
+    share of every batch (lib.distributed.rank_share): the ranks' shares of a step are together the batch of the
+    single-process run, each sample drawn as there."""
     crops.epoch = epoch
-    return DataLoader(crops, batch_size=batch_size, sampler=epoch_order(crops.seed, epoch, len(crops), batch_size),
-                      num_workers=workers)
+    order = epoch_order(crops.seed, epoch, len(crops), batch_size)
+    batches = [rank_share(order[start:start + batch_size], world) for start in range(0, len(order), batch_size)]
+    return DataLoader(crops, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
 
 
 def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress,
-                    criterion=mean_cross_entropy, confusion=None):
+                    criterion=mean_cross_entropy, confusion=None, amp=False):
     """One pass over `loader`, the labeled batches of `epoch`; returns the mean loss.
 
     `criterion` (logits, masks) -> the labeled crops' loss (lib.losses.LOSSES). `ssl` is
@@ -110,19 +106,30 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
     one of the mode's. With `confusion` ([C, C] int64 on `device`), the confusion matrix
     of the model's argmax on the labeled crops is added to it (see
     majority_class_warning).
+
+    `amp` is --amp: mixed precision on CUDA (lib.fast_path.autocast_dtype; `scaler` is
+    fast_path.grad_scaler's). On CUDA, with --amp or without, the model and images are
+    channels_last, cuDNN's autotuner is on, and the loss is read every
+    fast_path.LOSS_READ_STEPS steps: a diverged run stops a few steps late, and the
+    progress line shows the loss last read. The CPU runs the plain float32 loop.
     """
     model.train()
-    amp = scaler.is_enabled()
+    fast_path.tune_convolutions(device)
+    fast_path.to_channels_last(model, device)
+    layout = fast_path.memory_format(device)
+    losses = fast_path.LossReader(fast_path.loss_read_steps(device),
+                                  f"lower --lr ({optimizer.defaults['lr']:g}) or --weight-decay "
+                                  f"({optimizer.defaults['weight_decay']:g})")
     unlabeled = ssl.batches(epoch)
-    total = 0.0
     for step, (images, masks) in enumerate(loader):
         num_labeled = len(images)
         if unlabeled is not None:
             extra_images, extra_masks = next(unlabeled)
             images, masks = torch.cat([images, extra_images]), torch.cat([masks, extra_masks])
         # images [B, 3, H, W], masks [B, H, W]: the labeled crops first, then the mode's unlabeled ones
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        masks = masks.to(device, non_blocking=True)
+        with fast_path.autocast(device, amp):
             if contrastive is None:
                 logits = model(images)  # [B, C, H, W]
             else:
@@ -135,18 +142,15 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
                                           len(confusion))
         if contrastive is not None:  # outside autocast: similarities over a temperature of 0.5 want float32
             loss = loss + contrastive(logits, embeddings, targets, epoch, step)
-        if not torch.isfinite(loss):
-            raise UserError(f"training diverged, the loss is {loss.item()}: lower --lr ({optimizer.defaults['lr']:g}) "
-                            f"or --weight-decay ({optimizer.defaults['weight_decay']:g})")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
-        values = {"loss": loss.item(), **ssl.after_step(images, logits, masks, num_labeled, scaler)}
+        values = ssl.after_step(images, logits, masks, num_labeled, scaler)
         scaler.update()
         scheduler.step()
-        total += values["loss"]
-        progress.update(items=len(images), **values, lr=scheduler.get_last_lr()[0])
-    return total / max(len(loader), 1)
+        losses.add(loss)  # a non-finite loss raises here, or at a later read on CUDA
+        progress.update(items=len(images), loss=losses.last, **values, lr=scheduler.get_last_lr()[0])
+    return losses.mean()
 
 
 class _Images(Dataset):
@@ -181,33 +185,42 @@ def _batch(tensors):
     return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)
 
 
-def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=False):
+def _same_size_batches(items):
+    """iterate_batches' collate_fn: (id, image, mask or None) items -> [(ids, images [B, 3, H, W], masks [B, H, W]
+    or None)], a batch per run of one size. Stacked in the loader's worker, so that pinned memory holds the batch
+    itself, not images that the main process would stack into unpinned memory again."""
+    batches = []
+    for run in _same_size_runs(items):
+        ids, images, masks = zip(*run)
+        batches.append((list(ids), _batch(images), None if masks[0] is None else _batch(masks)))
+    return batches
+
+
+def iterate_batches(dataset, ids, mean, std, batch_size, workers, with_masks=False, pin_memory=False):
     """Yield (ids, images [B, 3, H, W], masks [B, H, W] or None) over `ids`, in order.
 
     Images of a batch have the same size; pools of mixed sizes give smaller batches.
+    `pin_memory` (for a CUDA device) hands them over in page-locked memory, which the copy
+    to the GPU reads directly and, with non_blocking, while the host goes on.
     """
     loader = DataLoader(
         _Images(dataset, list(ids), mean, std, with_masks), batch_size=batch_size, num_workers=workers,
-        collate_fn=list,
+        collate_fn=_same_size_batches, pin_memory=pin_memory,
     )
-    for items in loader:
-        for run in _same_size_runs(items):
-            batch_ids = [item[0] for item in run]
-            images = _batch([item[1] for item in run])
-            masks = _batch([item[2] for item in run]) if with_masks else None
-            yield batch_ids, images, masks
+    for batches in loader:
+        yield from batches
 
 
 def predicted_classes(model, device, amp, images):
     """images [B, 3, H, W] (on any device) -> the model's class ids [B, H, W] on `device`."""
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-        logits = model(images.to(device, non_blocking=True))  # [B, C, H, W]
+    images = images.to(device, non_blocking=True, memory_format=fast_path.memory_format(device))
+    with fast_path.autocast(device, amp):
+        logits = model(images)  # [B, C, H, W]
     if not torch.isfinite(logits).all():  # an argmax of NaN is class 0: an mIoU of garbage
         raise UserError("--checkpoint: the model's logits are NaN or infinite (on CUDA, try --no-amp)")
     return logits.argmax(dim=1)
 
 
-@torch.no_grad()
 def evaluate_confusion(model, batches, num_classes, device, amp, progress=None, window=DEFAULT_SLIDE_WINDOW):
     """Accumulate the [C, C] confusion matrix (rows = truth) of the model over `batches`.
 
@@ -216,12 +229,16 @@ def evaluate_confusion(model, batches, num_classes, device, amp, progress=None, 
     the confusion matrix's int64 temporaries ever span a whole large image.
     """
     model.eval()
+    fast_path.to_channels_last(model, device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     predict = functools.partial(predicted_classes, model, device, amp)
     for _, images, masks in batches:
-        for _, owned, predictions in owned_parts(predict, images, window):  # predictions [B, h, w]: the owned part
-            truth = masks[..., owned.top:owned.bottom, owned.left:owned.right]  # [B, h, w]
-            confusion += confusion_matrix(predictions, truth.to(device), num_classes)
+        # Inference mode: no_grad without autograd's version counting either. Entered per batch, so that
+        # `confusion`, made outside it, stays a tensor the caller may update in place.
+        with torch.inference_mode():
+            for _, owned, predictions in owned_parts(predict, images, window):  # predictions [B, h, w]: owned part
+                truth = masks[..., owned.top:owned.bottom, owned.left:owned.right]  # [B, h, w]
+                confusion += confusion_matrix(predictions, truth.to(device, non_blocking=True), num_classes)
         if progress:
             progress.update(steps=len(images), items=len(images))
     return confusion.cpu()

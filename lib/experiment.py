@@ -18,6 +18,7 @@ Layout (`Layout`, also read by lib/report.py):
 import hashlib
 import re
 import shlex
+import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -115,6 +116,8 @@ class Config:
     full: bool = False
     device: str = ""
     pretrained: str = ""  # ImageNet weights of MEAL's map of the pool
+    nproc: int = 1  # processes of torchrun for the steps that run a model (1: none)
+    launcher: tuple = ()  # the command that starts those steps instead (its words; default torchrun with NPROC)
     ssl: str = "s4gan"
     ssl_args: tuple = ()
     unit_args: tuple = ()
@@ -128,6 +131,16 @@ class Config:
     @property
     def layout(self):
         return Layout(self.out)
+
+    @property
+    def step_launcher(self):
+        """The words that start a model's step (Step.distributed) in processes of its own, before the script's path
+        and argv; () runs it as any other step."""
+        if self.launcher:
+            return self.launcher
+        if self.nproc > 1:
+            return (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(self.nproc))
+        return ()
 
     @classmethod
     def from_environ(cls, env, train_flags=()):
@@ -257,12 +270,14 @@ def flags_folder_name(flags):
 @dataclass(frozen=True)
 class Step:
     """Run `script` (relative to the repository root) with `argv` unless `output` exists. A step that only
-    feeds files of `needed_for` is skipped too once they all exist. `output` None: always run."""
+    feeds files of `needed_for` is skipped too once they all exist. `output` None: always run. `distributed`: it
+    runs a model and can run under torchrun (the experiment's LAUNCHER, lib/steps.py)."""
 
     script: str
     argv: tuple
     output: str | None
     needed_for: tuple = ()
+    distributed: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,6 +326,11 @@ def initial_selection(config, seed):
                                "--seed", str(seed), "--out", str(index), *config.unit_args), str(index))]
 
 
+def _trains_in_one_process(flags):
+    """Whether train.py `flags` name a --ssl mode or a --contrastive head, which train.py refuses under torchrun."""
+    return any(flag in ("--ssl", "--contrastive") and value != "none" for flag, value in zip(flags, flags[1:]))
+
+
 def full_reference(config, seed):
     """The fully supervised reference: every image of the pool labeled whole."""
     folder = config.layout.full(seed)
@@ -322,15 +342,15 @@ def full_reference(config, seed):
 
 def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
     model, metrics = folder / "model.pt", folder / "metrics.json"
+    train_flags = (*config.train_args, *extra_flags)
     train = Step("train.py", (*_data_flags(config), "--index", str(folder / "index.json"), "--out", str(model),
-                              "--resume", "--seed", str(seed), *_option("--device", config.device),
-                              *config.train_args, *extra_flags),
-                 str(model), needed_for)
+                              "--resume", "--seed", str(seed), *_option("--device", config.device), *train_flags),
+                 str(model), needed_for, distributed=not _trains_in_one_process(train_flags))
     evaluate = Step("evaluate.py", ("--checkpoint", str(model), "--dataset", config.val_dataset or config.dataset,
                                     "--data-root", config.val_data_root or config.data_root,
                                     "--split", config.val_split, "--out", str(metrics),
                                     *_option("--device", config.device), *config.eval_args),
-                    str(metrics), needed_for)
+                    str(metrics), needed_for, distributed=True)
     return [train, evaluate]
 
 
@@ -357,7 +377,7 @@ def method_cycles(config, method, seed):
             *_data_flags(config), "--method", method.acquisition, "--index", str(previous / "index.json"),
             "--checkpoint", str(previous / "model.pt"), *_option("--budget", config.step), "--seed", str(seed),
             "--out", str(index), "--scores-out", str(folder / "scores.json"), *_option("--device", config.device),
-            *config.unit_args, *config.select_args, *select_flags), str(index)))
+            *config.unit_args, *config.select_args, *select_flags), str(index), distributed=True))
         teacher = ("--teacher", str(previous / "model.pt")) if method.teacher else ()
         steps += train_and_evaluate(config, folder, seed, method.train_flags + teacher)
     return steps

@@ -7,7 +7,8 @@ they were, unless the user accepts the change (ACCEPT_CHANGES=1). Extending an
 experiment is not a change: more METHODS, SEEDS or CYCLES add curves and points
 without touching the finished ones, and BUDGET, SETTING and SUMMARY_ARGS only
 choose what the table shows. Flags of where and how fast a step runs (RUNTIME_FLAGS,
-DEVICE) are not settings either.
+DEVICE, LAUNCHER) are not settings either; NPROC is, as the processes of torchrun
+split each training batch, and BatchNorm sees their shares.
 """
 import os
 import shlex
@@ -18,7 +19,7 @@ from lib.fileio import read_json, write_json
 # The Config fields that shape results; each is set by the variable of its name in capitals.
 SETTINGS = ("dataset", "data_root", "split", "pool", "val_dataset", "val_data_root", "val_split", "initial",
             "initial_method", "step", "unit_args", "train_args", "select_args", "eval_args", "ssl", "ssl_args",
-            "pretrained")
+            "pretrained", "nproc")
 # Flags that never change a step's outputs (--threads: in the last bits on the CPU, as another machine would),
 # with the number of words they take after them.
 RUNTIME_FLAGS = {"--device": 1, "-j": 1, "--workers": 1, "--threads": 1, "--cache-dir": 1, "--log-interval": 1}

@@ -1,4 +1,4 @@
-"""Every seed of training, derived from --seed here and nowhere else.
+"""Every seed of training and of scoring the pool, derived from --seed here and nowhere else.
 
 Nothing random in training carries state from one epoch to the next: the torch RNG
 (dropout), the order of the images, each sample's crop, flip and augmentation, and
@@ -50,6 +50,13 @@ def reco_generator(seed, epoch, step, device):
     generator = torch.Generator(device)
     generator.manual_seed(random.Random(f"{seed}/{epoch}/reco/{step}").getrandbits(63))
     return generator
+
+
+def seed_scoring_batch(seed, first_image_id):
+    """Seed torch's global RNG (every device's) for the draws of scoring one batch of images (BALD's dropout masks),
+    from --seed and the batch's first image: a batch gets the same draws whichever batches ran before it, so a pool
+    scored by the processes of torchrun scores as in one process."""
+    torch.manual_seed(random.Random(f"{seed}/score/{first_image_id}").getrandbits(63))
 
 
 def _epoch_seed(seed, epoch):

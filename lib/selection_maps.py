@@ -21,7 +21,7 @@ from lib.acquire.inputs import ASPP_MAP
 from lib.data import open_dataset
 from lib.data.pool_file import restrict_to_pool
 from lib.draw import selection_map_png
-from lib.engine import resolve_device
+from lib.distributed import resolve_device
 from lib.errors import UserError
 from lib.experiment import Layout
 from lib.fileio import read_json

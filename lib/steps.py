@@ -5,7 +5,9 @@ is imported and CUDA set up once for the whole experiment instead of once per st
 A step starts from the global state a fresh process has (unseeded generators, thread
 count, backend flags) and leaves nothing behind (DataLoader workers, cached GPU
 memory), so its outputs are those of `python <script> <argv>`, which
-`separate_processes=True` runs instead.
+`separate_processes=True` runs instead. With a `launcher` (the experiment's NPROC or
+LAUNCHER), the steps that run a model (Step.distributed) are `<launcher> <script>
+<argv>`: torchrun's processes, each a fresh Python.
 """
 import contextlib
 import gc
@@ -31,9 +33,10 @@ from lib.progress import format_duration
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_plan(steps, separate_processes=False, where=None):
+def run_plan(steps, separate_processes=False, where=None, launcher=()):
     """Run `steps` in order; the exit code of the first that fails, else 0. Before each step with an output, a
-    line says how far the run is: `[n/N] where(step); about H:MM:SS left` once every kind of step left is timed."""
+    line says how far the run is: `[n/N] where(step); about H:MM:SS left` once every kind of step left is timed.
+    `launcher`: the words that start a Step.distributed (torchrun), () for none."""
     timings = Timings({step.output: step.script for step in steps
                        if isinstance(step, Step) and step.output is not None and not why_done(step)})
     for step in steps:
@@ -51,7 +54,10 @@ def run_plan(steps, separate_processes=False, where=None):
             print(f"run {step.script} -> {step.output}")
             Path(step.output).parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        code = run_separately(step) if separate_processes else run_here(step)
+        if launcher and step.distributed:
+            code = run_separately(step, launcher)
+        else:
+            code = run_separately(step) if separate_processes else run_here(step)
         if code:
             return code
         timings.record(step, time.monotonic() - started)
@@ -117,9 +123,10 @@ def link_files(source, target, names, optional=False):
                 shutil.copyfileobj(original, handle)
 
 
-def run_separately(step):
+def run_separately(step, launcher=None):
+    """`python <script> <argv>`, or `<launcher> <script> <argv>`, in a process of its own; its exit code."""
     # close_fds=False: the step inherits the experiment's lock (scripts/lib/al_loop.sh), as in a shell.
-    return subprocess.run([sys.executable, str(REPO_ROOT / step.script), *step.argv], check=False,
+    return subprocess.run([*(launcher or (sys.executable,)), str(REPO_ROOT / step.script), *step.argv], check=False,
                           close_fds=False).returncode
 
 

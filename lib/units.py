@@ -45,7 +45,8 @@ class Box:
         return (self.bottom - self.top) * (self.right - self.left)
 
     def overlaps(self, other):
-        return self.top < other.bottom and other.top < self.bottom and self.left < other.right and other.left < self.right
+        return (self.top < other.bottom and other.top < self.bottom
+                and self.left < other.right and other.left < self.right)
 
     def scaled(self, height, width, to_height, to_width):
         """The smallest box of a [to_height, to_width] map that covers this box of a [height, width] image."""
@@ -239,8 +240,10 @@ def candidate_items(unit, image_ids, labeled, image_size, stride=None):
     """
     labeled_set = set(labeled)
     if unit.type != "region":
-        ids = [image_id + suffix for image_id in image_ids for suffix in unit.tile_suffixes()]
-        return [item_id for item_id in ids if item_id not in labeled_set], None
+        suffixes = unit.tile_suffixes()
+        # One pass: no list of every item of the pool beside the candidates (16 x the images for 4x4 patches).
+        every_item = (image_id + suffix for image_id in image_ids for suffix in suffixes)
+        return [item_id for item_id in every_item if item_id not in labeled_set], None
     labeled_by_image = items_by_image(unit, labeled)
     boxes = {}
     for image_id in image_ids:

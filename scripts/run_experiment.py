@@ -34,12 +34,12 @@ def get_args_parser():
     return parser
 
 
-def describe(step):
+def describe(step, launcher=()):
     """One line of --plan: `done` or `todo`, then the step as a command line."""
     if isinstance(step, Link):
         line = f"link {', '.join(step.names)}: {shlex.quote(step.source)} -> {shlex.quote(step.target)}"
     else:
-        line = shlex.join(["python", step.script, *step.argv])
+        line = shlex.join([*(launcher if step.distributed and launcher else ("python",)), step.script, *step.argv])
     return f"{'done' if why_done(step) else 'todo'} {line}"
 
 
@@ -48,10 +48,11 @@ def main(argv=None):
     config = Config.from_environ(os.environ, args.train_flags)
     steps = plan(config)
     if args.plan:
-        print("\n".join(describe(step) for step in steps))
+        print("\n".join(describe(step, config.step_launcher) for step in steps))
         return
     check_settings(config, accept_changes=os.environ.get("ACCEPT_CHANGES", "0") not in ("", "0"))
-    code = run_plan(steps, args.separate_processes, lambda step: config.layout.where(step.output, config.cycles))
+    code = run_plan(steps, args.separate_processes, lambda step: config.layout.where(step.output, config.cycles),
+                    config.step_launcher)
     if code:
         sys.exit(code)
 

@@ -206,9 +206,9 @@ def test_default_flags_train_every_labeled_image_each_epoch_on_whole_tiny_images
                         or load_pair(self, image_id))
     train_one_epoch = train.train_one_epoch
 
-    def recording(model, epoch, loader, *rest):
+    def recording(model, epoch, loader, *rest, **keywords):
         batches.append(list(loader))
-        return train_one_epoch(model, epoch, batches[-1], *rest)
+        return train_one_epoch(model, epoch, batches[-1], *rest, **keywords)
 
     monkeypatch.setattr(train, "train_one_epoch", recording)
     train.main(lesion_args(pool, index, tmp_path / "model.pt", "--epochs", "2", "-b", "2"))

@@ -59,6 +59,15 @@ def test_candidates_leave_out_labeled_items_and_windows_overlapping_labeled_regi
     assert boxes["c#y1x1"] == ("c", Box(1, 1, 4, 4))
 
 
+@pytest.mark.parametrize("unit", [Unit(), Unit("patch", (2, 3))])
+def test_candidates_are_every_item_of_the_images_in_order_less_the_labeled(unit):
+    images = [f"img{n}" for n in (3, 1, 2, 0)]  # the caller's order, kept
+    every = [image_id + suffix for image_id in images for suffix, _ in unit.layout(7, 10)]
+    labeled = every[1::3] + ["elsewhere#r0c0"]  # an item of another image changes nothing
+    candidates, boxes = candidate_items(unit, images, labeled, SIZES.get)
+    assert boxes is None and candidates == [item_id for item_id in every if item_id not in labeled]
+
+
 def unit_ids(unit, image_id, height, width):
     return [image_id + suffix for suffix, _ in unit.layout(height, width)]
 

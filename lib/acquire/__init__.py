@@ -89,19 +89,20 @@ def select_uniform(context, k, seed):
     return Selection(evenly_spaced(context.frames, context.candidates, k), None)
 
 
-def _select_top_scores(pixel_score, context, k, seed):
-    """Score every candidate by its reduced pixel score and take the k highest."""
-    scores = context.candidate_scores(pixel_score)
+def _select_top_scores(pixel_score, context, k, seed, scoring_seed=None):
+    """Score every candidate by its reduced pixel score and take the k highest; `scoring_seed`: of the score's
+    random draws."""
+    scores = context.candidate_scores(pixel_score, scoring_seed)
     return Selection(top_k(scores, k, context.rules), scores)
 
 
 def select_bald(context, k, seed):
-    # Dropout masks are drawn from the seed, so the same --seed gives the same scores.
+    # Dropout masks are drawn from the seed and each batch's first image, so the same --seed gives the same scores
+    # with any number of processes; the caller's RNG state is left as it was.
     device = context.reader.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
         return _select_top_scores(
-            functools.partial(pixel_mutual_information, samples=context.mc_samples), context, k, seed
+            functools.partial(pixel_mutual_information, samples=context.mc_samples), context, k, seed, seed
         )
 
 

@@ -42,7 +42,7 @@ class Pool:
     reader: object  # lib.acquire.context.ItemReader
     labeled: list  # labeled item ids
     candidates: list  # unlabeled item ids that may be picked
-    item_ids: list  # every id a --features or --scores file may name
+    item_ids: object  # () -> every id a --features or --scores file may name: listed only when one is read
 
 
 class Provider:
@@ -90,7 +90,7 @@ class FeaturesInput(Provider):
     def load(self, args, method, pool, given):
         rows = pool.labeled + pool.candidates  # labeled rows first: the initial centers of coreset and kmeanspp
         if args.features:
-            return {"features": load_features(args.features, pool.item_ids, rows)}
+            return {"features": load_features(args.features, pool.item_ids(), rows)}
         return {"features": pool.reader.features(given["model"], given["preprocess"], ASPP_MAP, rows)}
 
 
@@ -119,7 +119,7 @@ class ScoresInput(Provider):
             raise UserError(f"--method {args.method} ranks precomputed scores: give --scores FILE")
 
     def load(self, args, method, pool, given):
-        return {"scores": load_scores(args.scores, pool.item_ids, pool.candidates)}
+        return {"scores": load_scores(args.scores, pool.item_ids(), pool.candidates)}
 
 
 class PoolMapInput(Provider):

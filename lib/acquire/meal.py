@@ -58,7 +58,7 @@ def load_pool_map(cache, pretrained, seed, model_args, preprocess, reader, metho
         print(f"fitting the UMAP map of {len(reader.dataset.ids)} images' {reader.unit.describe()} items")
         return fit_pool_map(model_args, pretrained, preprocess, reader, seed)
 
-    return cached_pool_map(cache, key, fit, reader.device)
+    return cached_pool_map(cache, key, fit, reader.device, writes=reader.world.is_writer)
 
 
 def pool_map_key(dataset, unit, model_args, seed, pretrained_path, window):
@@ -91,13 +91,14 @@ def fit_pool_map(model_args, pretrained, preprocess, reader, seed):
     return pool_map
 
 
-def cached_pool_map(path, key, fit, device):
+def cached_pool_map(path, key, fit, device, writes=True):
     """The map stored at `path` when it was fitted for `key`; otherwise `fit()`, stored there.
 
     `key` says what the map was fitted on (pool, unit, backbone, seed). A stored map
     for another key is an error rather than silently refitted: it belongs to another
     experiment, and refitting would change the selections of every later cycle.
-    With `path` None the map is fitted and not kept.
+    With `path` None the map is fitted and not kept; without `writes` (a process of torchrun but rank 0) it is
+    fitted and left for rank 0 to keep.
     """
     if path is None:
         return fit()
@@ -105,8 +106,9 @@ def cached_pool_map(path, key, fit, device):
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         pool_map = fit()
-        with atomic_write(path) as handle:
-            torch.save({"key": key, "umap": pool_map.state_dict()}, handle)
+        if writes:
+            with atomic_write(path) as handle:
+                torch.save({"key": key, "umap": pool_map.state_dict()}, handle)
         return pool_map
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise UserError(f"{path}: not a UMAP cache ({err.__class__.__name__}); delete it to fit again") from None

@@ -13,6 +13,7 @@ import functools
 import torch
 from torch import nn
 
+from lib import fast_path, seeding
 from lib.errors import UserError
 from lib.sliding import DEFAULT_SLIDE_WINDOW, slide
 
@@ -88,29 +89,43 @@ def _per_item(maps, boxes, reduce):
 
 
 def _on_device(fn, model, device, images):
-    """fn(model, images) with the images moved to `device` first: a window at a time, not the whole image."""
-    return fn(model, images.to(device, non_blocking=True))
+    """fn(model, images) with the images moved to `device` first (channels_last on CUDA, lib.fast_path): a window
+    at a time, not the whole image."""
+    return fn(model, images.to(device, non_blocking=True, memory_format=fast_path.memory_format(device)))
 
 
-@torch.no_grad()
-def score_items(model, batches, pixel_score, reduce, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
+def score_items(model, batches, pixel_score, reduce, layout, device, amp, window=DEFAULT_SLIDE_WINDOW, seed=None,
+                keep=None):
     """Stream images through the model and keep one float per item: {item id: score}.
 
     `layout(height, width) -> [(id suffix, Box)]` lists the items of an image
     (lib.units.Unit.layout); a whole image is one item with an empty suffix. Images
     larger than `window` (height, width) are scored window by window (lib.sliding).
+    With `amp` (--amp), on CUDA, in mixed precision (lib.fast_path.autocast_dtype).
+    With `seed`, torch's RNG is seeded before each batch (lib.seeding.seed_scoring_batch).
+    With `keep`, a dict whose keys are the items wanted, its values are filled and it is
+    returned: other items are scored and dropped, and the keys stay keep's own strings
+    (a pool of 200,000 items holds one dict of them, not two).
     """
     model.eval()
-    scores = {}
+    fast_path.to_channels_last(model, device)
+    scores = {} if keep is None else keep
     score = functools.partial(_on_device, pixel_score, model, device)
     for image_ids, images, _ in batches:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        if seed is not None:
+            seeding.seed_scoring_batch(seed, image_ids[0])
+        with torch.inference_mode(), fast_path.autocast(device, amp):  # see item_feature_batches
             pixel = slide(score, images, window)  # [B, H, W]
         items = layout(*pixel.shape[-2:])
         per_item = _per_item(pixel.float(), [box for _, box in items], reduce)  # [B, n_items]
         batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
         require_finite(per_item.flatten(), batch_ids, "score")
-        scores.update(zip(batch_ids, per_item.flatten().tolist()))
+        if keep is None:
+            scores.update(zip(batch_ids, per_item.flatten().tolist()))
+            continue
+        for item_id, value in zip(batch_ids, per_item.flatten().tolist()):
+            if item_id in scores:  # assigning to an existing key keeps the key object
+                scores[item_id] = value
     return scores
 
 
@@ -122,20 +137,32 @@ def require_finite(values, item_ids, what):
         raise UserError(f"--checkpoint: the model's {what} of item {bad!r} is NaN or infinite")
 
 
-@torch.no_grad()
 def embed_items(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
+    """(item ids, features [N, d] float32 on the CPU) of every item of the batches, in their order
+    (item_feature_batches, concatenated)."""
+    ids, features = [], []
+    for batch_ids, batch in item_feature_batches(model, feature_map, batches, layout, device, amp, window):
+        ids.extend(batch_ids)
+        features.append(batch)
+    return ids, torch.cat(features)
+
+
+def item_feature_batches(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
     """One feature per item: `feature_map(model, images)` [B, d, h, w] averaged over each item's box.
 
-    Returns (item ids, features [N, d] float32 on the CPU) in the batches' order. The
+    Yields (item ids, features [n, d] float32 on the CPU) batch by batch. The
     feature map is coarser than the image; a box is mapped to the cells that cover it.
     Images larger than `window` (height, width) get the feature maps of their windows,
-    stitched (lib.sliding).
+    stitched (lib.sliding). With `amp` (--amp), on CUDA, in mixed precision (lib.fast_path.autocast_dtype).
     """
     model.eval()
-    ids, features = [], []
+    fast_path.to_channels_last(model, device)
     embed = functools.partial(_on_device, feature_map, model, device)
     for image_ids, images, _ in batches:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        # Inference mode (no_grad without autograd's version counting) for the model alone: not around
+        # to_channels_last, whose weights would become inference tensors, which no later training could use; nor
+        # around the features returned, ordinary tensors that the methods may change in place.
+        with torch.inference_mode(), fast_path.autocast(device, amp):
             maps = slide(embed, images, window).float()  # [B, d, h, w]
         height, width = images.shape[-2:]
         items = layout(height, width)
@@ -143,6 +170,4 @@ def embed_items(model, feature_map, batches, layout, device, amp, window=DEFAULT
         batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
         batch = _per_item(maps, boxes, lambda window: window.mean(dim=(-2, -1))).flatten(0, 1)  # [B n_items, d]
         require_finite(batch, batch_ids, "features")
-        features.append(batch.cpu())
-        ids.extend(batch_ids)
-    return ids, torch.cat(features)
+        yield batch_ids, batch.cpu()

@@ -69,7 +69,8 @@ def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, devi
     mean, std = checkpoint["preprocess"]["mean"], checkpoint["preprocess"]["std"]
     label = functools.partial(teacher_labels, teacher, threshold, device)
     with torch.no_grad():
-        for batch_ids, images, _ in iterate_batches(dataset, image_ids, mean, std, batch_size, workers):
+        for batch_ids, images, _ in iterate_batches(dataset, image_ids, mean, std, batch_size, workers,
+                                                    pin_memory=device.type == "cuda"):
             for image_id, labels in zip(batch_ids, slide(label, images, window).cpu().numpy()):  # [B, H, W]
                 with atomic_write(paths[image_id]) as handle:
                     Image.fromarray(labels).save(handle, format="PNG")

@@ -31,6 +31,12 @@
 #                       first run (the variables that shape results; more METHODS, SEEDS or CYCLES are
 #                       no change), keeping the finished steps; without it such a run stops at once
 #   SEPARATE_PROCESSES  1: every step in a Python of its own (by default the steps share one)
+#   NPROC               N > 1: the steps that run a model (train.py, select.py, evaluate.py
+#                       --checkpoint) run under `torchrun --nproc-per-node N`, one process per GPU
+#                       (lib/distributed.py); train.py steps with an --ssl mode or --contrastive head
+#                       run in one process. A setting: N splits each training batch
+#   LAUNCHER            the command that starts those steps instead, as words before the script's
+#                       path (e.g. "torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint host:29500")
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #   PLAN                1: print the steps, marking those done, and exit (no lock; no step runs)
 #
@@ -47,7 +53,7 @@
 # The configuration, handed to scripts/run_experiment.py in its environment.
 CONFIG_VARIABLES="DATASET DATA_ROOT OUT SPLIT VAL_SPLIT VAL_DATASET VAL_DATA_ROOT METHODS SEEDS SSL SSL_ARGS
     INITIAL STEP INITIAL_METHOD CYCLES BUDGET UNIT_ARGS PRETRAINED POOL DEVICE TRAIN_ARGS SELECT_ARGS EVAL_ARGS
-    SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL ACCEPT_CHANGES"
+    SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL ACCEPT_CHANGES NPROC LAUNCHER"
 
 lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it
     # flock(1) is missing on macOS, and a POSIX lock (fcntl/lockf) dies with the process
