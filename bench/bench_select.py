@@ -6,15 +6,17 @@ Measures, in one process (plus one fresh subprocess per peak-memory figure):
    running min of squared distances with scipy's cdist: time, speedup, and whether
    both pick exactly the same points from the same first center.
 2. K-Means++ seeding (lib.acquire.kmeanspp) against a float64 numpy D^2 loop: time.
-3. Both at large scale: time and peak extra memory (the peak resident size during
+3. k-center greedy on 20,000 copies of 81 distinct points against the loop of 1.: once
+   every distance left is 0 all points tie, and each pick must still be one pass.
+4. Both at large scale: time and peak extra memory (the peak resident size during
    the call minus the size before it, features already allocated, in a fresh
    process; Linux /proc), and on a GPU, when there is one, time.
-4. BALD per-pixel scores (lib.acquire.scores.pixel_mutual_information: encoder once,
+5. BALD per-pixel scores (lib.acquire.scores.pixel_mutual_information: encoder once,
    decoder T times) on DeepLabv3+ (MobileNetV2 unless --arch) against T full forward
    passes with dropout active; plus one plain entropy pass for scale. Reusing the
    encoder can at best save its share of a pass, which is printed as a bound.
 
-Features are a 20-cluster Gaussian mixture in float32. Each target is printed with
+Features are a 20-cluster Gaussian mixture in float32 (but for 3.). Each target is printed with
 the measured figure and "ok" or "MISSED"; nothing fails the run.
 
     .venv/bin/python bench/bench_select.py            # full run, a few minutes on a CPU
@@ -22,6 +24,7 @@ the measured figure and "ok" or "MISSED"; nothing fails the run.
     .venv/bin/python bench/bench_select.py --parts bald --arch resnet50
 """
 import functools
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -44,6 +47,9 @@ from lib.models import ARCHS, build_model  # noqa: E402
 
 KCENTER_SECONDS = 2.5
 KCENTER_SPEEDUP = 7.0
+# All points tied at 0: a pick must stay one pass over the points (1,000 picks took 170 s,
+# on one thread, when every tie was re-checked in float64 against every center).
+DUPLICATES_MS_PER_PICK = 1.0
 KMEANSPP_SECONDS = 4.0
 GPU_SECONDS = 1.0
 EXTRA_MEMORY_FACTOR = 3.0  # "O(N) extra": below this many copies of the feature matrix
@@ -51,6 +57,7 @@ BALD_SPEEDUP = 3.0
 BALD_AGREEMENT = 1e-4  # same seed, same dropout masks: only float rounding may differ
 
 CLUSTERS = 20
+DUPLICATES = 20_000  # points of the duplicates row, copies of the 81 points of {0, 1, 2}^4
 MIB = 1 << 20
 
 QUICK = {
@@ -58,7 +65,7 @@ QUICK = {
 }
 
 ROW = "{:<34} {:>11} {:>11} {:>8}  {:<14} {:<6} {}"
-PARTS = ("k-center", "k-means++", "large", "gpu", "bald")
+PARTS = ("k-center", "k-means++", "duplicates", "large", "gpu", "bald")
 
 
 # ---------------------------------------------------------------------------------
@@ -78,6 +85,11 @@ def gaussian_mixture(n, d, seed):
         points[start:start + (1 << 14)] += means[labels[start:start + (1 << 14)]]
     return points
 
+
+def copies_of_few_points(n, seed):
+    """[n, 4] float32 copies of the 81 points of {0, 1, 2}^4, drawn uniformly."""
+    lattice = np.array(list(itertools.product(range(3), repeat=4)), dtype=np.float32)  # [81, 4]
+    return lattice[np.random.default_rng(seed).integers(len(lattice), size=n)]
 
 
 def median_seconds(fn, repeats):
@@ -169,17 +181,36 @@ def first_mismatch(a, b):
 # ---------------------------------------------------------------------------------
 
 
-def bench_k_center(features, k, seed):
+def time_k_center(features, k, seed):
+    """(our picks, seconds, the reference's picks, seconds) from the same first center."""
     first = int(np.random.default_rng(seed).integers(len(features)))
     ours, t_ours = timed(k_center_greedy, features, k, centers=[first])
     ref, t_ref = timed(reference_k_center, features, k, first)
+    return ours, t_ours, ref, t_ref
+
+
+def picks_row(ours, ref):
+    at = first_mismatch(ours, ref)
+    note = "" if at is None else f"first mismatch at pick {at}: ours {ours[at]}, reference {ref[at]}"
+    row("  picks identical", "yes" if at is None else "no", "", "", "identical", at is None, note)
+
+
+def bench_k_center(features, k, seed):
+    ours, t_ours, ref, t_ref = time_k_center(features, k, seed)
     n, d = features.shape
     row(f"k-center {n}x{d} k={k}", seconds(t_ours), seconds(t_ref), times(t_ref / t_ours),
         f"<= {KCENTER_SECONDS} s", t_ours <= KCENTER_SECONDS)
     row("  speedup", "", "", times(t_ref / t_ours), f">= {KCENTER_SPEEDUP:g}x", t_ref / t_ours >= KCENTER_SPEEDUP)
-    at = first_mismatch(ours, ref)
-    note = "" if at is None else f"first mismatch at pick {at}: ours {ours[at]}, reference {ref[at]}"
-    row("  picks identical", "yes" if at is None else "no", "", "", "identical", at is None, note)
+    picks_row(ours, ref)
+
+
+def bench_duplicates(k, seed):
+    ours, t_ours, ref, t_ref = time_k_center(copies_of_few_points(DUPLICATES, seed), k, seed)
+    per_pick = 1000 * t_ours / k
+    row(f"k-center {DUPLICATES} points, 81 distinct", seconds(t_ours), seconds(t_ref), times(t_ref / t_ours),
+        f"<= {DUPLICATES_MS_PER_PICK:g} ms/pick", per_pick <= DUPLICATES_MS_PER_PICK,
+        f"k={k}: {per_pick:.2f} ms a pick")
+    picks_row(ours, ref)
 
 
 def bench_kmeans_pp(features, k, seed):
@@ -255,7 +286,8 @@ def bench_bald(arch, height, width, samples, repeats, seed):
     t_ours = median_seconds(lambda: pixel_mutual_information(model, images, samples), repeats)
     t_ref = median_seconds(lambda: reference_mutual_information(model, images, samples), repeats)
     name = f"BALD {arch} 1x3x{height}x{width} T={samples}"
-    row(name, seconds(t_ours), seconds(t_ref), times(t_ref / t_ours), f">= {BALD_SPEEDUP:g}x", t_ref / t_ours >= BALD_SPEEDUP)
+    row(name, seconds(t_ours), seconds(t_ref), times(t_ref / t_ours), f">= {BALD_SPEEDUP:g}x",
+        t_ref / t_ours >= BALD_SPEEDUP)
 
     # The encoder has no dropout, so equal seeds draw equal masks in both.
     torch.manual_seed(seed)
@@ -308,6 +340,8 @@ def main(argv=None):
         if "k-means++" in args.parts:
             bench_kmeans_pp(features, args.k, args.seed)
         del features
+    if "duplicates" in args.parts:
+        bench_duplicates(args.k, args.seed)
     if "large" in args.parts:
         bench_large(args.n_large, args.d, args.k_large, args.seed)
     if "gpu" in args.parts:

@@ -7,6 +7,8 @@
 #   select     bench/bench_select.py: k-center and K-Means++ on 200,000 x 256 features, k = 2,000,
 #              on the CPU (time, peak memory) and on CUDA
 #   umap       bench/bench_umap.py: our UMAP on CUDA, 50,000 points (MEAL's map of a pool)
+#   pool       bench/bench_large_pool.py: select.py's peak host and GPU memory on pools of 50,000
+#              and 200,000 patch items (entropy, coreset)
 #   train      bench/bench_train.py: our training loop against a plain float32 one
 #   cycle      scripts/camvid_meal.sh, one cycle of MEAL's CamVid setting (train, evaluate, select
 #              with meal, train, evaluate): OUT, METHODS=meal, SEEDS=0 and CYCLES=1 overridden
@@ -124,6 +126,10 @@ part "score, -j 2 (select.py's default)" "$PYTHON" bench/bench_score.py $QUICK -
 [ -n "$QUICK" ] || part "score, -j 8" "$PYTHON" bench/bench_score.py --data-root "$CYCLE_DATA" --images 0 -j 8
 part "select: k-center and K-Means++ at scale" "$PYTHON" bench/bench_select.py $QUICK --parts large gpu
 part "umap on $DEVICE" "$PYTHON" bench/bench_umap.py $QUICK --device "$DEVICE"
+sizes=(--sizes 50000,200000)
+[ -z "$QUICK" ] || sizes=()
+part "pool: select.py on large pools, $DEVICE" "$PYTHON" bench/bench_large_pool.py $QUICK ${sizes[@]+"${sizes[@]}"} \
+    --device "$DEVICE"
 part "train" "$PYTHON" bench/bench_train.py $QUICK
 WEIGHTS=$(backbone_weights)
 part "cycle: one cycle of scripts/camvid_meal.sh" meal_cycle "$CYCLE_DATA" "$WEIGHTS" "$CYCLE_CROP"

@@ -10,7 +10,7 @@ import torchvision
 from conftest import REPO_ROOT
 
 GPU_SH = ["bash", str(REPO_ROOT / "bench" / "gpu.sh")]
-PARTS = ("data: ", "score, -j 2 ", "select: ", "umap on ", "train: ", "cycle: ")
+PARTS = ("data: ", "score, -j 2 ", "select: ", "umap on ", "pool: ", "train: ", "cycle: ")
 
 
 def run_gpu_sh(args, tmp_path, **env):

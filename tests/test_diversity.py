@@ -99,6 +99,52 @@ def test_k_center_without_centers_starts_from_the_seed_then_follows_the_referenc
     assert picks[0] == k_center_greedy(points, 1, seed=3)[0]
 
 
+@pytest.mark.parametrize("labeled", [False, True])
+def test_k_center_on_copies_of_few_points_matches_the_reference(labeled):
+    """20,000 copies of 81 points of N(0, 1) in 8-D. Once each of the 81 is a center (after 80
+    picks, or from the start with one copy of each labeled), every point left is at distance
+    exactly 0: all tie, and each pick must be the lowest free index."""
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(81, 8)).astype(np.float32)  # [81, 8]
+    rows = rng.integers(len(distinct), size=20000)
+    points = distinct[rows]  # [N, 8]
+    if labeled:
+        centers = sorted(np.unique(rows, return_index=True)[1])  # the first copy of each
+        picks = k_center_greedy(points, 120, centers=centers)
+        assert picks == reference_k_center(points, 120, centers)
+    else:
+        picks = k_center_greedy(points, 120, seed=0)
+        assert picks == reference_k_center(points, 120, first=picks[0])
+
+
+@pytest.mark.parametrize("dim", [2, 32])
+def test_k_center_on_float64_features_far_from_the_origin_matches_the_reference(dim):
+    """1e4 + N(0, 1) in float64. float32 keeps 1e4 to 1e-3, so the farthest points can only be
+    told apart from the features as given, not from a float32 copy of them."""
+    points = 1e4 + np.random.default_rng(0).normal(size=(2000, dim))  # [N, d] float64
+    picks = k_center_greedy(points, 100, seed=0)
+    assert picks == reference_k_center(points, 100, first=picks[0])
+
+
+def test_k_center_breaks_exact_ties_far_from_the_origin_by_the_lowest_index():
+    """float32 features 1e5 + 0.01 * {0..5}^128: many points tie exactly for farthest, and
+    their squared norms (1.3e12) carry more digits than float64 holds, so |x|^2 - 2 x.c + |c|^2
+    on the features as given splits those ties at random; only differences keep them."""
+    rng = np.random.default_rng(1)
+    points = (1e5 + 0.01 * rng.integers(0, 6, size=(2000, 128))).astype(np.float32)  # [N, d]
+    labeled = list(range(0, 200, 10))
+    assert k_center_greedy(points, 100, centers=labeled) == reference_k_center(points, 100, labeled)
+
+
+def test_k_center_on_float32_features_far_from_the_origin_matches_the_reference():
+    """float32 1e5 + N(0, 1), d = 1024: squared norms of 1e13, whose float64 rounding (1e-3) is
+    more than the gap between the two farthest points at some picks."""
+    rng = np.random.default_rng(2)
+    points = (1e5 + rng.standard_normal((1000, 1024), dtype=np.float32)).astype(np.float32)  # [N, d]
+    picks = k_center_greedy(points, 80, seed=2)
+    assert picks == reference_k_center(points, 80, first=picks[0])
+
+
 def test_k_center_on_ties_takes_the_lowest_index():
     """Points 1 and 3 are both at distance 2 from the center at 0 (and 2 from nothing else)."""
     points = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0], [0.0, 2.0]], dtype=np.float32)  # [4, 2]
@@ -166,6 +212,18 @@ def test_initial_centers_added_in_chunks_give_the_same_picks(pick, monkeypatch):
     assert pick(points, 10, centers=labeled, seed=1) == default
     monkeypatch.setattr(distances, "CHUNK_ELEMENTS", 1)  # one center per block
     assert pick(points, 10, centers=labeled, seed=1) == default
+
+
+@pytest.mark.parametrize("pick", PICKERS)
+def test_float64_work_in_small_blocks_gives_the_same_picks(pick, monkeypatch):
+    """FLOAT64_ELEMENTS = 3 rows and CHUNK_ELEMENTS = 1 row of d: the centring, the exact zeros and
+    the re-checks of rivals (many, on a lattice full of ties) all go in many blocks."""
+    points = pool("lattice", 100.0, seed=4)[:500]  # [500, 32]
+    labeled = list(range(0, 50, 5))
+    default = pick(points, 30, centers=labeled, seed=1)
+    monkeypatch.setattr(distances, "FLOAT64_ELEMENTS", 3 * points.shape[1])
+    monkeypatch.setattr(distances, "CHUNK_ELEMENTS", points.shape[1])
+    assert pick(points, 30, centers=labeled, seed=1) == default
 
 
 # --- K-Means++ seeding -----------------------------------------------------------------

@@ -7,50 +7,66 @@ memory stays O(N) on top of one copy of the features, and nothing of size N x N 
 ever built (initial centers are added in chunks whose product has a fixed size).
 
 The copy is float32, stored transposed, [d, N], so the product c^T X streams the
-matrix contiguously, and centred on its mean, which leaves distances unchanged but
-keeps the norms in |x|^2 - 2 x.c + |c|^2, and with them the rounding error, small.
-Where that error could change a decision, the features as given are used in float64
-on the host: distances within the error of zero are recomputed (a copy of a center is
-at exactly 0, so K-Means++ never draws it, and a point next to a center keeps its
-small weight), and `farthest` re-decides near-ties, so k-center greedy picks what a
-float64 implementation picks.
+matrix contiguously. It is centred on the mean in float64 before the cast: distances
+do not change, but the norms in |x|^2 - 2 x.c + |c|^2, and with them the rounding
+error, are those of the spread, not of the offset (cast first, 1e4 + N(0, 1) would
+lose a thousandth of the spread, far more than the allowance below).
+
+Where that error could change a decision, the features as given are used in float64,
+difference by difference, the way a plain float64 loop computes sum((x - c)^2), so
+that distances equal there are equal here:
+- distances within the error of zero are recomputed as they are made, so a copy of a
+  center is at exactly 0: K-Means++ never draws it (and a point next to a center keeps
+  its small weight), and when the farthest point left is at 0, every point left ties
+  at 0 and k-center takes the lowest index at once;
+- `farthest` re-decides near-ties, so k-center greedy picks what a float64 loop on the
+  features as given picks, exact ties to the lowest index. A point's float64 distance
+  is kept and brought up to date with the centers added since, and only with those
+  whose float32 distance says they may be its nearest: a point that stays a near-tie
+  (copies of one point, say) costs O(d) per pick, not O(centers d).
 """
 import numpy as np
 import torch
 
 TAKEN = -1.0  # distance given to centers: below every real distance, so never a pick
-CHUNK_ELEMENTS = 1 << 24  # largest [centers, N] block built when adding many centers (64 MiB)
-# Rounding error allowance of one float32 |x - c|^2, in units of u (2^-24) times
-# |x|^2 + |c|^2: BLAS dot-product errors grow like sqrt(d) in practice; measured at
-# most 11 u at d=256 over 10^6 pairs of Gaussian-mixture features, so 8 sqrt(d) is a
-# wide margin while keeping float64 re-checks cheap (the worst case, d u, would make
-# most of the pool a near-tie).
+CHUNK_ELEMENTS = 1 << 24  # largest float32 [centers, N] or [points, centers] block (64 MiB)
+# Largest float64 temporary, centring or computing differences (2 MiB): small enough
+# to stay in cache, which makes the transposing copy of centring 1.7x faster than 32 MiB.
+FLOAT64_ELEMENTS = 1 << 18
+UNIT_ROUNDOFF = 2.0**-24  # u of float32
+# Rounding error allowance of one float32 |x - c|^2, in units of u times
+# |x|^2 + |c|^2, two parts. The product: BLAS dot-product errors grow like sqrt(d) in
+# practice; measured at most 11 u at d=256 over 10^6 pairs of Gaussian-mixture
+# features, so 8 sqrt(d) is a wide margin while keeping float64 re-checks cheap (the
+# worst case, d u, would make most of the pool a near-tie). The cast of the centred
+# features to float32 moves each coordinate by at most u of itself, so |x - c|^2 by at
+# most 2u (|x| + |c|)^2 <= 4u (|x|^2 + |c|^2).
 SLACK_PER_SQRT_DIM = 8
+CAST_SLACK = 4
+SMALLEST_ABOVE_ZERO = float(np.finfo(np.float32).smallest_subnormal)
 
 
 class NearestCenterDistances:
     """`min_sq[i]`: squared distance of point i to its nearest center (float32), TAKEN for centers.
 
-    `exact_zeros`: recompute distances within rounding error of zero in float64, for
-    callers that weigh points by distance (K-Means++); k-center greedy only compares
-    the largest distances and has `farthest` for that.
+    Distances within rounding error of zero are exact, so `min_sq[i] == 0` exactly
+    when point i duplicates a center.
     """
 
-    def __init__(self, features, device, centers=(), exact_zeros=False):
+    def __init__(self, features, device, centers=()):
         self.source = np.asarray(torch.as_tensor(features).cpu())  # [N, d] as given, for float64 checks
         if self.source.ndim != 2 or len(self.source) == 0:
             raise ValueError(f"features must be a non-empty [N, d] matrix, got shape {self.source.shape}")
-        self.points = torch.from_numpy(self.source).to(device, torch.float32).T.contiguous()  # [d, N], our copy
-        # Any shift leaves distances unchanged, so a float32 mean is as good as an exact one.
-        self.points -= self.points.mean(dim=1, keepdim=True)
+        self.points = _centred_float32(self.source, device)  # [d, N], our copy
         self.sq_norms = torch.linalg.vector_norm(self.points, dim=0).square_()  # [N], no [d, N] temporary
-        dim = self.points.shape[0]
-        self.slack = float(SLACK_PER_SQRT_DIM * dim**0.5 * 2.0**-24 * 2 * self.sq_norms.max())
-        self.exact_zeros = exact_zeros
+        allowance = SLACK_PER_SQRT_DIM * self.points.shape[0] ** 0.5 + CAST_SLACK
+        self.slack = float(allowance * UNIT_ROUNDOFF * 2 * self.sq_norms.max())  # |x|^2 + |c|^2 <= 2 max
         self.min_sq = torch.full_like(self.sq_norms, float("inf"))  # [N]
         self._sq = torch.empty_like(self.sq_norms)  # [N], reused by every add_center
         self.center_ids = []
-        self._exact = _ExactCenters(self.source)
+        self._center_rows = _GrowingRows(self.points.shape[0], device)  # [C, d] our copy's rows of center_ids
+        self._exact_sq = np.full(len(self.source), np.inf)  # [N] float64 nearest-center distances, kept
+        self._folded = np.zeros(len(self.source), dtype=np.int64)  # [N] centers taken into _exact_sq
         if len(centers):
             self._add_centers(sorted(set(centers)))
 
@@ -67,24 +83,33 @@ class NearestCenterDistances:
         center = self.points[:, i].contiguous()  # [d]; a strided column would slow the product
         sq = torch.addmv(self.sq_norms, self.points.T, center, alpha=-2, out=self._sq)  # [N] |x|^2 - 2 x.c
         sq.add_(self.sq_norms[i]).clamp_(min=0)  # |x - c|^2, rounding kept from going below 0
-        if self.exact_zeros:
-            self._settle_near_zero(sq[None], [i])
+        self._settle_near_zero(sq[None], [i])
         torch.minimum(self.min_sq, sq, out=self.min_sq)
         self.min_sq[i] = TAKEN
         self.center_ids.append(i)
+        self._center_rows.extend(center[None])
 
     def _add_centers(self, indices):
         """Make many points centers at once (the labeled set), in bounded chunks."""
         step = max(1, CHUNK_ELEMENTS // len(self))
         for start in range(0, len(indices), step):
             block = indices[start : start + step]
-            dots = self.points[:, block].T @ self.points  # [m, N]
-            sq = dots.mul_(-2).add_(self.sq_norms).add_(self.sq_norms[block, None]).clamp_(min=0)  # [m, N]
-            if self.exact_zeros:
-                self._settle_near_zero(sq, block)
+            sq = self._approx_sq(block, self.points, self.sq_norms)  # [m, N]
+            self._settle_near_zero(sq, block)
             torch.minimum(self.min_sq, sq.amin(dim=0), out=self.min_sq)
+            del sq  # freed before the next block is built: one block in memory at a time, not two
+            self._center_rows.extend(self.points[:, block].T)
         self.min_sq[indices] = TAKEN
         self.center_ids.extend(indices)
+
+    def _approx_sq(self, rows, others, others_sq):
+        """float32 squared distances [r, t], within `slack`, from points `rows` to others.
+
+        `others` [d, t] are columns of our centred copy, `others_sq` [t] their squared norms.
+        """
+        rows = torch.as_tensor(rows, device=self.points.device)  # from a list or numpy array
+        dots = self.points[:, rows].T @ others  # [r, t]
+        return dots.mul_(-2).add_(self.sq_norms[rows, None]).add_(others_sq).clamp_(min=0)
 
     def _settle_near_zero(self, sq, centers):
         """Recompute from differences in float64 the entries of sq [m, N] (to `centers`) near zero."""
@@ -93,49 +118,92 @@ class NearestCenterDistances:
         keep = cols != centers  # a center's distance to itself is about to become TAKEN
         rows, cols, centers = rows[keep], cols[keep], centers[keep]
         if len(rows):
-            exact = np.square(self.source[cols].astype(np.float64) - self.source[centers]).sum(axis=1)
+            exact = _sq_differences(self.source, cols, centers)
             sq[torch.as_tensor(rows), torch.as_tensor(cols)] = torch.as_tensor(exact, dtype=sq.dtype).to(sq.device)
 
     def farthest(self):
         """The point farthest from its nearest center, lowest index on exact ties."""
-        best = _argmax(self.min_sq)
-        if not self.center_ids:
-            return best
+        best = _argmax(self.min_sq)  # the first of the largest
+        top = float(self.min_sq[best])
+        if not self.center_ids or top == 0:
+            return best  # zeros are exact: every point left duplicates a center, all tie
         # Points whose float32 distance is within twice the rounding allowance of the
-        # best may be the true farthest: re-decide among them in float64.
-        rivals = _indices_at_least(self.min_sq, max(float(self.min_sq[best]) - 2 * self.slack, 0.0))
+        # best may be the true farthest: re-decide among them in float64. Copies of
+        # centers (exactly 0) cannot be, the best being above 0.
+        rivals = _indices_at_least(self.min_sq, max(top - 2 * self.slack, SMALLEST_ABOVE_ZERO))
         if len(rivals) == 1:
             return best
-        return int(rivals[np.argmax(self._exact.nearest_sq(rivals, self.center_ids))])
+        # rivals ascend, so argmax's first maximum is the lowest index of an exact tie
+        return int(rivals[np.argmax(self._exact_nearest_sq(rivals))])
+
+    def _exact_nearest_sq(self, points):
+        """float64 squared distances [m] of `points` to their nearest center, brought up to date."""
+        behind = self._folded[points]  # [m]
+        for done in np.unique(behind[behind < len(self.center_ids)]):
+            self._fold(points[behind == done], done)
+        self._folded[points] = len(self.center_ids)
+        return self._exact_sq[points]
+
+    def _fold(self, points, done):
+        """Lower `_exact_sq[points]` to the distances to the centers from the `done`-th on that may be the nearest."""
+        centers = np.asarray(self.center_ids[done:])  # [t]
+        others = self._center_rows.since(done).T  # [d, t]
+        others_sq = self.sq_norms[torch.as_tensor(centers, device=self.sq_norms.device)]  # [t]
+        step = max(1, CHUNK_ELEMENTS // max(len(centers), self.points.shape[0]))  # bounds [r, t] and [d, r]
+        for start in range(0, len(points), step):
+            rows = points[start : start + step]
+            approx = self._approx_sq(rows, others, others_sq)  # [r, t]
+            # Only a center within twice the allowance of the closest in float32 may be the nearest.
+            pair_rows, pair_cols = _indices_at_most(approx.sub_(approx.amin(dim=1, keepdim=True)), 2 * self.slack)
+            exact = _sq_differences(self.source, rows[pair_rows], centers[pair_cols])  # [pairs]
+            np.minimum.at(self._exact_sq, rows[pair_rows], exact)
 
 
-class _ExactCenters:
-    """float64 rows and squared norms of the centers, copied once each into buffers that double."""
+class _GrowingRows:
+    """float32 rows appended in blocks to a [capacity, d] buffer that doubles when full."""
 
-    def __init__(self, source):
-        self.source = source  # [N, d]
-        self.rows = np.empty((16, source.shape[1]))  # [capacity, d]
-        self.sq = np.empty(16)  # [capacity]
-        self.filled = 0
+    def __init__(self, dim, device):
+        self.buffer = torch.empty(16, dim, dtype=torch.float32, device=device)  # [capacity, d]
+        self.size = 0
 
-    def nearest_sq(self, points, center_ids):
-        """Squared distance [m] of `points` (indices) to their nearest center, in float64.
+    def extend(self, rows):
+        """Append rows [m, d]."""
+        need = self.size + len(rows)
+        if need > len(self.buffer):
+            grown = self.buffer.new_empty(2 * need, self.buffer.shape[1])
+            grown[: self.size] = self.buffer[: self.size]
+            self.buffer = grown
+        self.buffer[self.size : need] = rows
+        self.size = need
 
-        Its rounding (1e-16 of the norms) is far below anything float32 could not
-        resolve, and it is exact on integer-valued features, where exact ties are common.
-        """
-        have, need = self.filled, len(center_ids)
-        if need > len(self.rows):
-            self.rows = np.concatenate([self.rows[:have], np.empty((2 * need - have, self.rows.shape[1]))])
-            self.sq = np.concatenate([self.sq[:have], np.empty(2 * need - have)])
-        self.rows[have:need] = self.source[center_ids[have:]]
-        self.sq[have:need] = np.square(self.rows[have:need]).sum(axis=1)
-        self.filled = need
-        rows = self.source[points].astype(np.float64)  # [m, d]
-        # torch's matmul, not numpy's: numpy's BLAS threads would keep spinning after
-        # the call and slow down torch's threads in the next add_center.
-        dots = (torch.from_numpy(rows) @ torch.from_numpy(self.rows[:need]).T).numpy()  # [m, C]
-        return (np.square(rows).sum(axis=1, keepdims=True) - 2 * dots + self.sq[:need]).min(axis=1)
+    def since(self, start):
+        """The rows from the `start`-th on, [size - start, d] (a view)."""
+        return self.buffer[start : self.size]
+
+
+def _centred_float32(source, device):
+    """[d, N] float32 copy of `source` [N, d] on `device`, less its mean taken in float64.
+
+    In row blocks, so that no float64 copy of the whole matrix is ever made.
+    """
+    mean = source.mean(axis=0, dtype=np.float64)  # [d]
+    points = torch.empty(source.shape[::-1], dtype=torch.float32, device=device)  # [d, N]
+    rows = max(1, FLOAT64_ELEMENTS // source.shape[1])
+    for start in range(0, len(source), rows):
+        block = np.subtract(source[start : start + rows], mean, dtype=np.float64).astype(np.float32)  # [r, d]
+        points[:, start : start + rows] = torch.from_numpy(block).to(device).T.contiguous()
+    return points
+
+
+def _sq_differences(source, rows, cols):
+    """float64 sum((x - y)^2) [P] for the pairs of points (rows[p], cols[p]), in bounded blocks."""
+    out = np.empty(len(rows))  # [P]
+    step = max(1, FLOAT64_ELEMENTS // source.shape[1])
+    for start in range(0, len(rows), step):
+        pairs = slice(start, start + step)
+        diff = np.subtract(source[rows[pairs]], source[cols[pairs]], dtype=np.float64)  # [p, d]
+        out[pairs] = np.square(diff, out=diff).sum(axis=1)
+    return out
 
 
 # An argmax and a threshold or two per pick: on the CPU numpy does each in 4-14 us on

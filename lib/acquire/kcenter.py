@@ -13,8 +13,10 @@ from lib.acquire.distances import NearestCenterDistances
 def k_center_greedy(features, k, centers=(), seed=0, device="cpu"):
     """Indices of k points of `features` [N, d], none of them in `centers`.
 
-    Ties go to the lowest index. Without initial centers the first pick is drawn
-    from `seed`, as there is no farthest point yet.
+    The picks are those of a float64 loop on `features` as given, exact ties going
+    to the lowest index (lib.acquire.distances re-decides near-ties in float64).
+    Without initial centers the first pick is drawn from `seed`, as there is no
+    farthest point yet.
     """
     distances = NearestCenterDistances(features, device, centers)
     distances.check_room(k)

@@ -20,7 +20,7 @@ def kmeans_pp_seeding(features, k, centers=(), seed=0, device="cpu"):
 
     Without initial centers the first pick is uniform, as K-Means++ prescribes.
     """
-    distances = NearestCenterDistances(features, device, centers, exact_zeros=True)
+    distances = NearestCenterDistances(features, device, centers)
     distances.check_room(k)
     rng = np.random.default_rng(seed)
     picks = []
