@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.cli import add_runtime_flags, add_slide_window_flag, budget_percent, script_parser
+from lib.cli import add_resolution_flags, add_runtime_flags, add_slide_window_flag, budget_percent, script_parser
 from lib.data import DATASETS, open_dataset
 from lib.data.base import read_label
+from lib.data.resolution import NATIVE, Resolution, trained_resolution
 from lib.distributed import joined, launched_world, shard_batches, sum_across
 from lib.engine import evaluate_confusion, iterate_batches
 from lib.errors import UserError, run_cli
 from lib.fileio import read_json, write_json, write_text
 from lib.label_stats import check_class_pixels
 from lib.metrics import auc_at_budget, budget_position, check_curve, confusion_matrix, value_at_budget
-from lib.model_files import ModelFile, add_model_file_args
+from lib.model_files import CHECKPOINT, ModelFile, add_model_file_args
 from lib.outputs import check_outputs
 from lib.progress import Progress
 from lib.published import load_setting, setting_names, with_published
@@ -81,8 +82,25 @@ def get_args_parser():
                              "(default: %(default)s)")
     add_runtime_flags(parser, "run the model", batch_size=4)
     add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
+    add_resolution_flags(parser, "the resolution the --checkpoint was trained at, else the files'; masks are "
+                                 "resized too, so the metrics are at this resolution")
     add_model_file_args(parser)
     return parser
+
+
+def given_resolution(args):
+    """--resize or --scale; None when neither is given."""
+    return Resolution.from_flags(args.resize, args.scale) if args.resize or args.scale else None
+
+
+def evaluation_resolution(args, model_file, world):
+    """--resize or --scale, else the resolution the checkpoint was trained at, else the files'. Another than the
+    training one is taken, and said: protocols may evaluate at another (the study's A2D2, scripts/lib/study.sh)."""
+    trained = trained_resolution(model_file.content, args.checkpoint) if model_file.kind == CHECKPOINT else None
+    resolution = given_resolution(args) or trained or NATIVE
+    if trained is not None and trained != resolution and world.is_writer:
+        print(f"note: evaluating at {resolution.describe()} a model trained at {trained.describe()}")
+    return resolution
 
 
 def evaluate_checkpoint(args, world, device):
@@ -90,7 +108,8 @@ def evaluate_checkpoint(args, world, device):
     dataset_name = args.dataset or model_file.dataset_name
     if dataset_name is None:
         raise UserError(f"{args.checkpoint}: a {model_file.kind} does not name its dataset: give --dataset")
-    dataset = open_dataset(dataset_name, args.data_root, args.split, args.cache_dir)
+    dataset = open_dataset(dataset_name, args.data_root, args.split, args.cache_dir,
+                           evaluation_resolution(args, model_file, world))
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     if not ids:
         raise UserError(f"{args.data_root}: split {args.split!r} has no masks to evaluate against")
@@ -107,6 +126,7 @@ def evaluate_checkpoint(args, world, device):
         "split": args.split,
         "images": len(ids),
         "checkpoint": str(Path(args.checkpoint).resolve()),
+        "resolution": dataset.resolution.to_json(),  # None: the files'
     }
     if loaded.trained_on is None:  # a model trained elsewhere: no labeled set to report
         return record
@@ -126,7 +146,7 @@ def evaluate_checkpoint(args, world, device):
 def evaluate_predictions(args):
     if not args.dataset:
         raise UserError("--predictions needs --dataset (the layout its masks are read from)")
-    dataset = open_dataset(args.dataset, args.data_root, args.split)
+    dataset = open_dataset(args.dataset, args.data_root, args.split, resolution=given_resolution(args) or NATIVE)
     folder = Path(args.predictions)
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     missing = [image_id for image_id in ids if not (folder / f"{image_id}.png").exists()]
@@ -147,7 +167,7 @@ def evaluate_predictions(args):
         confusion += confusion_matrix(torch.from_numpy(prediction.astype(np.int64)),
                                       torch.from_numpy(mask.astype(np.int64)), dataset.num_classes)
     return {**evaluation_record(confusion, dataset.class_names), "split": args.split,
-            "images": len(ids), "predictions": str(folder.resolve())}
+            "images": len(ids), "predictions": str(folder.resolve()), "resolution": dataset.resolution.to_json()}
 
 
 def summarize_experiment(args):
@@ -219,8 +239,8 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     use_threads(args.threads)
     if launched_world().distributed and not args.checkpoint:
-        raise UserError("only --checkpoint is evaluated under torchrun (the other modes run no model): run "
-                        "evaluate.py without it")
+        raise UserError("only --checkpoint is evaluated under torchrun (the other modes run in one process): "
+                        "run evaluate.py without it")
     if args.setting and not args.experiment:
         raise UserError("--setting goes with --experiment: it prints an experiment's table beside the paper's")
     if args.experiment:

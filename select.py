@@ -35,20 +35,25 @@ else:
     from lib.acquire.auto import AutoRule
     from lib.acquire.budget import budget_text, parse_budget
     from lib.acquire.context import ItemReader, SelectionContext
-    from lib.acquire.inputs import Pool, check_flags, inputs_read, load_inputs
+    from lib.acquire.inputs import DEFAULT_POOLING, Pool, check_flags, inputs_read, load_inputs
     from lib.acquire.prefilter import PREFILTERS, prefilter_spec
     from lib.acquire.rank import NO_RULES, SelectionRules
     from lib.acquire.reduce import REDUCTIONS
+    from lib.acquire.scores import FEATURE_POOLINGS
     from lib.cli import (
-        add_runtime_flags, add_slide_window_flag, float_in, positive_int, script_parser, seed, size_pair,
+        add_resolution_flags, add_runtime_flags, add_slide_window_flag, float_in, positive_int, script_parser, seed,
+        size_pair,
     )
     from lib.data import DATASETS, open_dataset
     from lib.data.pool_file import restrict_to_pool
+    from lib.data.resolution import (
+        NATIVE, Resolution, check_placed_resolution, placed_resolution, trained_resolution,
+    )
     from lib.distributed import joined
     from lib.errors import UserError, run_cli
     from lib.fileio import is_number, write_json
     from lib.index import LabeledIndex, load_index, save_index
-    from lib.model_files import add_model_file_args
+    from lib.model_files import CHECKPOINT, ModelFile, add_model_file_args
     from lib.outputs import check_outputs
     from lib.pretrained import pretrained_location
     from lib.sliding import DEFAULT_SLIDE_WINDOW
@@ -90,6 +95,11 @@ def get_args_parser():
     parser.add_argument("--features", default=None,
                         help="coreset/kmeanspp/auto/--report-redundancy: .npz with ids and features [N, d] of every "
                              "pool item, instead of the model's")
+    # Taken, unused, by the methods that read no features (as --auto-redundant): SELECT_ARGS go to every method.
+    parser.add_argument("--feature-pooling", default=DEFAULT_POOLING, choices=list(FEATURE_POOLINGS),
+                        help="coreset/kmeanspp/auto/--report-redundancy without --features: how the model's ASPP map "
+                             "becomes one vector per item: its mean over the item's box, or grid2x2, the means of the "
+                             "box's 2x2 grid of cells concatenated (4x wider: the study's code)")
     parser.add_argument("--report-redundancy", action="store_true",
                         help="also print how redundant the labeled + candidate items are, from 0 (no near-copies) "
                              "to 1 (exact copies of every item), measured on the model's pooled ASPP features or "
@@ -104,6 +114,8 @@ def get_args_parser():
                              "(patch and region units)")
     add_runtime_flags(parser, "score", batch_size=4)
     add_slide_window_flag(parser, DEFAULT_SLIDE_WINDOW)
+    add_resolution_flags(parser, "the --index's for patch and region units, else the resolution the --checkpoint "
+                                 "was trained at, else the files'")
     units = parser.add_argument_group("unit of annotation (set by the first cycle; later cycles read it from --index)")
     units.add_argument("--unit", default=None, choices=UNIT_TYPES,
                        help="what one selected item is (default: the index's unit; image for a new experiment)")
@@ -163,6 +175,25 @@ def current_index(args, dataset):
     if index.split != args.split:
         raise UserError(f"{args.index}: index is for split {index.split!r}, not --split {args.split!r}")
     return index
+
+
+def pool_resolution(args, index):
+    """The resolution the pool is read at (lib.data.resolution): --resize or --scale, else the one `index`'s patches
+    or regions were placed at, else the one the --checkpoint was trained at, else the files'. One that differs from
+    either is refused: items would fall elsewhere, a model would see its images at another scale."""
+    given = Resolution.from_flags(args.resize, args.scale) if args.resize or args.scale else None
+    placed = placed_resolution(index, args.index) if args.index else None
+    trained = None
+    if args.checkpoint:
+        model_file = ModelFile(args.checkpoint)
+        trained = trained_resolution(model_file.content, args.checkpoint) if model_file.kind == CHECKPOINT else None
+    resolution = given or placed or trained or NATIVE
+    if args.index:
+        check_placed_resolution(index, args.index, resolution)
+    if trained is not None and trained != resolution:
+        raise UserError(f"{args.checkpoint}: was trained on the images at {trained.describe()}, not at "
+                        f"{resolution.describe()}: give {trained.as_flags()}")
+    return resolution
 
 
 def check_unit(args, method, unit):
@@ -227,14 +258,16 @@ def recorded_redundancy(index):
                  if isinstance(entry.get("redundancy"), dict) and is_number(entry["redundancy"].get("score")))
 
 
-def cycle_settings(args, method, unit, redundancy=None):
-    """The options beyond method, seed and budget that shaped this cycle, and the pool's measured
+def cycle_settings(args, method, unit, resolution, redundancy=None):
+    """The options beyond method, seed and budget that shaped this cycle, the pool's `resolution` and its measured
     `redundancy` (lib.redundancy.Redundancy), for the index history."""
     settings = {}
     if args.prefilter:
         settings["prefilter"] = str(args.prefilter)
     if "model" in method.inputs and args.reduce != "mean":  # the methods that score pixels
         settings["reduce"] = args.reduce
+    if "features" in inputs_read(method, args) and not args.features and args.feature_pooling != DEFAULT_POOLING:
+        settings["feature_pooling"] = args.feature_pooling
     if unit.type == "region":
         settings["region_ranking"] = args.region_ranking
         if args.region_ranking == "per-image":
@@ -243,6 +276,8 @@ def cycle_settings(args, method, unit, redundancy=None):
             settings["region_stride"] = args.region_stride
     if "model" in inputs_read(method, args) and tuple(args.slide_window) != DEFAULT_SLIDE_WINDOW:  # large images
         settings["slide_window"] = list(args.slide_window)
+    if not resolution.native:  # where patches and regions lie, and what a model scored (lib.data.resolution)
+        settings["resolution"] = resolution.to_json()
     if redundancy is not None:
         settings["redundancy"] = redundancy.to_json()
     return settings
@@ -276,6 +311,10 @@ def select(args, method, world, device):
     if args.pool:
         restrict_to_pool(dataset, args.pool)
     index = current_index(args, dataset)
+    dataset.resolution = pool_resolution(args, index)  # before any image or size is read
+    if args.export and not dataset.resolution.native:  # its boxes and masks would be in the resized pixels
+        raise UserError(f"--export: annotators label the files, and this pool is read at "
+                        f"{dataset.resolution.describe()}; a worklist is written at the files' resolution only")
     check_unit(args, method, index.unit)
     candidates, rules = pool_candidates(args, dataset, index)
     k = budget_items(args, dataset, index, candidates)
@@ -306,8 +345,9 @@ def select(args, method, world, device):
         raise UserError(f"--budget {args.budget}: {plural(k, 'region')} asked but only "
                         f"{plural(len(selection.ids), 'fits', 'fit')} "
                         f"without overlapping each other or the labeled ones")
+    settings = cycle_settings(args, method, index.unit, dataset.resolution, context.redundancy)
     new_index = index.with_cycle(args.method, args.seed, args.budget or str(k), selection.ids,
-                                 {**cycle_settings(args, method, index.unit, context.redundancy), **selection.record})
+                                 {**settings, **selection.record})
     if selection.report:
         print(selection.report)
     if not world.is_writer:

@@ -32,28 +32,34 @@ from pathlib import Path
 import torch
 
 from lib import fast_path, seeding
+from lib.best_epoch import add_keep_best_flags, best_epoch_tracker, check_keep_best_flags
 from lib.checkpoint import save_checkpoint
 from lib.cli import (
     MAX_SIDE,
+    add_resolution_flags,
     add_runtime_flags,
     float_in,
     non_negative_float,
     positive_float,
     positive_int,
+    scale_range,
     script_parser,
     seed,
     size_pair_up_to,
 )
 from lib.data import DATASETS, open_dataset
 from lib.data.pool_file import restrict_to_pool
-from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from lib.data.resolution import Resolution, check_placed_resolution
+from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale
 from lib.distributed import SINGLE, joined, mean_across, sum_across
 from lib.engine import (
     LR_SCHEDULES,
+    ItemCrops,
     LabeledCrops,
     default_crop,
     epoch_loader,
     expected_total_steps,
+    largest_item,
     majority_class_warning,
     steps_per_epoch,
     train_one_epoch,
@@ -92,6 +98,7 @@ def get_args_parser():
                       help="JSON list of image ids: the pool is these images of --split, as in select.py "
                            "(default: all of them)")
     data.add_argument("--index", required=True, help="index file listing the labeled items")
+    add_resolution_flags(data, "the files' resolution")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", default="mobilenet_v2", choices=ARCHS, help="DeepLabv3+ backbone")
     model.add_argument("--output-stride", type=int, default=16, choices=(8, 16), help="backbone output stride")
@@ -105,20 +112,32 @@ def get_args_parser():
                             "(MEAL)")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=50,
-                       help="passes over the labeled images, each seeing every one (full batches: the last is "
-                            "filled up with images of the first, an image may appear twice, never zero times)")
+                       help="passes over the labeled images (items with --item-crops), each seeing every one (full "
+                            "batches: the last is filled up with images of the first, an image may appear twice, "
+                            "never zero times)")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
     optim.add_argument("--crop", type=size_pair_up_to(MAX_SIDE), default=None,
                        help="random crop HxW (or one number), smaller images padded (default: 256 a side, or the "
                             "smallest height and width of the images cropped from where less: no padding)")
+    optim.add_argument("--item-crops", action="store_true",
+                       help="every labeled item is a sample of its own, cropped to its box (patches, regions; an "
+                            "image unit's is the whole image), no random crop; smaller boxes padded to the largest "
+                            "with ignored pixels (MEAL)")
     add_loss_flags(optim)
+    optim.add_argument("--random-scale", type=scale_range, default=None, metavar="MIN,MAX[,STEP]",
+                       help="rescale each sample (labeled, and unlabeled with --ssl) by a factor drawn uniformly from "
+                            "[MIN, MAX], or from MIN, MIN+STEP, ..., MAX, before its crop (default: none)")
     optim.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                       help="random horizontal flips (--no-flip with a full-image --crop: no augmentation, as in MEAL)")
+                       help="random horizontal flips (--no-flip with --item-crops: no augmentation, as in MEAL)")
     optim.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
     optim.add_argument("--lr", type=positive_float, default=0.01, help="initial learning rate")
+    optim.add_argument("--head-lr-mult", type=positive_float, default=1.0,
+                       help="ASPP, decoder and contrastive head learn at this times --lr, the backbone at --lr, both "
+                            "on --lr-schedule (the AL study's and S4AL+'s code: 10)")
     optim.add_argument("--lr-schedule", default="poly", choices=sorted(LR_SCHEDULES),
                        help="poly: lr * (1 - step/total)^0.9 (DeepLab); constant: no schedule (MEAL)")
     optim.add_argument("--momentum", type=float_in(0, 1, open_high=True), default=0.9, help="SGD momentum")
+    optim.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum (S4AL+'s code)")
     optim.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="L2 weight decay")
     add_ssl_flags(parser.add_argument_group("semi-supervised training"))
     add_contrastive_flags(parser.add_argument_group("contrastive learning"))
@@ -130,6 +149,7 @@ def get_args_parser():
     run.add_argument("--sync-bn", action="store_true",
                      help="under torchrun: BatchNorm statistics of the whole batch, across the processes "
                           "(SyncBatchNorm), instead of each process's share")
+    add_keep_best_flags(run)
     run.add_argument("--log-interval", type=positive_float, default=30.0,
                      help="seconds between progress lines when not on a terminal")
     return parser
@@ -137,9 +157,25 @@ def get_args_parser():
 
 def check_args(args):
     check_ssl_flags(args)
+    check_optimizer_flags(args)
     if args.freeze_backbone and not args.pretrained:
         raise UserError("--freeze-backbone keeps the backbone's weights: give the --pretrained ones to keep")
     check_contrastive_flags(args)
+    check_item_crop_flags(args)
+    check_keep_best_flags(args)
+
+
+def check_item_crop_flags(args):
+    """--item-crops takes each item's box as it is: no flag may ask for crops of another size."""
+    if not args.item_crops:
+        return
+    for flag, value in (("--crop", args.crop), ("--random-scale", args.random_scale)):
+        if value is not None:
+            raise UserError(f"{flag}: with --item-crops a sample is its labeled item's box, neither cropped nor "
+                            f"rescaled: leave {flag} out")
+    if args.ssl != "none":  # the mode's unlabeled crops go into the batches of the labeled ones
+        raise UserError(f"--item-crops trains on labeled items only, --ssl {args.ssl} on crops of unlabeled pixels "
+                        f"beside them: give one of the two")
 
 
 def check_world(args, world, device):
@@ -169,7 +205,7 @@ def check_paths(args):
     """Before any work: no output may overwrite or bury an input, or another output (lib.outputs)."""
     mode = SSL_MODES[args.ssl]
     inputs = {"--data-root": args.data_root, "--index": args.index, "--pool": args.pool, **mode.input_paths(args),
-              "--cache-dir": args.cache_dir,
+              "--val-data-root": args.val_data_root, "--cache-dir": args.cache_dir,
               "--pretrained": args.pretrained and pretrained_location(args.pretrained)}
     files = {"--out": args.out, "--out's .resume file": resume_path(args)}
     folders = {**mode.output_folders(args), "--cache-dir": args.cache_dir}
@@ -177,11 +213,38 @@ def check_paths(args):
     mode.check_folders(args)
 
 
+def check_optimizer_flags(args):
+    if args.nesterov and args.optimizer != "sgd":
+        raise UserError(f"--nesterov is a momentum of SGD, but --optimizer is {args.optimizer}")
+    if args.nesterov and args.momentum == 0:
+        raise UserError("--nesterov needs a momentum: give --momentum above 0")
+
+
+def parameter_groups(model, lr, head_lr_mult):
+    """The optimiser's groups of the model's trainable parameters: the backbone's at `lr`, the others' (ASPP,
+    decoder, contrastive head) at `head_lr_mult` x `lr`; one group at `lr` when the multiplier is 1, as before
+    --head-lr-mult, so that .resume files of then still load. A frozen backbone has no group.
+
+    Both papers' code trains ASPP and decoder at 10x the backbone's rate: the AL study's
+    (sud0301/best_practices_ALSS model/deeplabv3p.py l.183-185) and S4AL+'s, whose representation head is in the
+    10x groups too (Nishant213/MMLAL core_models.py l.314-336).
+    """
+    if head_lr_mult == 1:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    backbone, head = model.backbone_and_head_parameters()
+    groups = ({"params": backbone, "lr": lr}, {"params": head, "lr": lr * head_lr_mult})
+    return [group for group in groups if group["params"]]
+
+
 def make_optimizer(args, model):
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    """The model's optimiser; every group follows --lr-schedule (one LambdaLR scales them all)."""
+    groups = parameter_groups(model, args.lr, args.head_lr_mult)
     if args.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=args.lr, weight_decay=args.weight_decay)
-    return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        return torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay)
+    # The AL study's code trains without Nesterov (sud0301/best_practices_ALSS query_strategies/strategy.py l.104),
+    # S4AL+'s with (Nishant213/MMLAL core_models.py l.338-343).
+    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                           nesterov=args.nesterov)
 
 
 def resume(args, train_args, index_sha256, run):
@@ -222,15 +285,22 @@ def labeled_items(path, index, dataset):
 
 def training_images(args):
     """The run's TrainingImages, their labeled items checked to be trainable, and its index."""
-    dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir)
+    dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir,
+                           Resolution.from_flags(args.resize, args.scale))
     if args.pool:
         restrict_to_pool(dataset, args.pool)
     index = load_index(args.index, dataset.ids, dataset=args.dataset)
+    check_placed_resolution(index, args.index, dataset.resolution)
     labeled = labeled_items(args.index, index, dataset)
     # Without --crop, fit to the images cropped from: the labeled ones; with --ssl the pool's, each labeled or with
     # unlabeled pixels the mode crops (the whole pool in every cycle, so an experiment's cycles crop alike).
-    crop = args.crop or default_crop(map(dataset.image_size, dataset.ids if args.ssl != "none" else labeled))
-    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD), crop), index
+    if args.item_crops:  # the size every item is padded to
+        crop = largest_item(index.unit, labeled, dataset.image_size)
+    else:
+        crop = args.crop or default_crop(map(dataset.image_size, dataset.ids if args.ssl != "none" else labeled))
+    random_scale = RandomScale(*args.random_scale) if args.random_scale else None
+    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD), crop,
+                          random_scale), index
 
 
 def model_arguments(args, num_classes):
@@ -264,9 +334,9 @@ class Run:
             getattr(self, name).load_state_dict(state[name])
 
 
-def start_run(args, model_args, num_images, device, world=SINGLE):
+def start_run(args, model_args, num_samples, device, world=SINGLE):
     """The initial model (seeded by --seed: the same on every process) on `device`, with its optimiser, schedule
-    and scaler."""
+    (over the steps of `num_samples` labeled samples an epoch) and scaler."""
     seeding.seed_initial_weights(args.seed)
     model = build_model(model_args)
     if args.pretrained:
@@ -281,7 +351,7 @@ def start_run(args, model_args, num_images, device, world=SINGLE):
     if world.distributed:
         network = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None)
     optimizer = make_optimizer(args, model)
-    lr_lambda = LR_SCHEDULES[args.lr_schedule](expected_total_steps(num_images, args.batch_size, args.epochs))
+    lr_lambda = LR_SCHEDULES[args.lr_schedule](expected_total_steps(num_samples, args.batch_size, args.epochs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     scaler = fast_path.grad_scaler(device, args.amp)
     return Run(model, optimizer, lr_lambda, scheduler, scaler, device, network)
@@ -313,9 +383,10 @@ def describe(args, train_args, model_args, images, index, index_sha256, weights)
     }
 
 
-def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE):
+def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE, best=None):
     """The checkpoint of `epoch`: the .resume file, --out after the last epoch, written by rank 0; nothing of broken
-    weights."""
+    weights. With --keep-best's `best` (lib.best_epoch.BestEpoch) the .resume file keeps the best epoch so far, and
+    --out gets its weights (the other states stay the last epoch's)."""
     state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss, "progress": progress.state_dict()}
     broken = first_non_finite(state["model"])
     if broken is not None:  # a finite loss can still end in broken weights (the last step's update)
@@ -324,18 +395,31 @@ def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE)
     if not world.is_writer:
         return
     if epoch == args.epochs:
+        if best is not None:
+            state = {**state, "model": best.weights, "training": {**state["training"], **best.record()}}
         save_checkpoint(args.out, state)  # without the --ssl mode's state: nothing uses it after training
     else:
-        save_checkpoint(resume_path(args), {**state, **ssl.state_dict()})
+        save_checkpoint(resume_path(args), {**state, **ssl.state_dict(),
+                                            **({"keep_best": best.state_dict()} if best is not None else {})})
 
 
-def train_epochs(args, run, ssl, images, description, resumed, weights, world=SINGLE):
+def labeled_samples(args, images):
+    """The labeled samples of an epoch (lib.engine.epoch_order): each labeled item's box with --item-crops, else a
+    random crop of each labeled image."""
+    if args.item_crops:
+        return ItemCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
+                         images.std)
+    return LabeledCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
+                        images.std, images.random_scale)
+
+
+def train_epochs(args, run, ssl, images, description, resumed, weights, world=SINGLE, best=None):
     """The epochs after those of the `resumed` checkpoint (None: all), each followed by its checkpoint, with the
     --loss of class `weights` (None: unweighted); the progress of the whole run, which it returns. A warning when
     the last epoch's model did no better than the majority class (lib.engine.majority_class_warning). Under
-    torchrun the loss saved is the mean of the processes', the warning is of all their crops."""
-    crops = LabeledCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
-                         images.std)
+    torchrun the loss saved is the mean of the processes', the warning is of all their crops. With --keep-best's
+    `best` (lib.best_epoch.BestEpoch) every epoch's model is evaluated before its checkpoint."""
+    crops = labeled_samples(args, images)
     criterion = make_criterion(args.loss, weights, run.device)
     confusion = torch.zeros((images.dataset.num_classes,) * 2, dtype=torch.long, device=run.device)  # last epoch's
     contrastive = contrastive_head(args)
@@ -351,7 +435,9 @@ def train_epochs(args, run, ssl, images, description, resumed, weights, world=SI
         loss = train_one_epoch(run.network, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler,
                                run.scaler, run.device, progress, criterion, confusion if epoch == args.epochs else None,
                                amp=args.amp)
-        save_epoch(args, run, ssl, description, epoch, mean_across(loss, world), progress, world)
+        if best is not None:
+            best.update(epoch, run.model, run.device, world)
+        save_epoch(args, run, ssl, description, epoch, mean_across(loss, world), progress, world, best)
     warning = majority_class_warning(sum_across(confusion, world).cpu(), images.dataset.class_names)
     if warning and world.is_writer:
         print(f"warning: {warning}", file=sys.stderr)

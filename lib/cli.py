@@ -1,6 +1,7 @@
 """Argument types and checks shared by the three scripts."""
 import argparse
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -8,6 +9,7 @@ from lib.errors import EXIT_USER_ERROR
 
 # Sides beyond this are a slip of the hand (a crop or model input of 100000 pixels would exhaust any memory).
 MAX_SIDE = 8192
+MAX_SCALE = 4  # --scale and --random-scale: a larger factor is a slip of the hand too (16x the pixels)
 SEED_LIMIT = 2 ** 32  # numpy's and torch's seeding takes [0, 2**32)
 
 
@@ -94,6 +96,35 @@ def size_pair_up_to(limit):
     return parse
 
 
+def scale_factor(text):
+    """--scale F: a decimal or a fraction (0.5, 1/3) in (0, MAX_SCALE], kept exact as its canonical fraction text
+    ("1/2"): what a checkpoint records, and a factor without float rounding (lib.data.resolution)."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        value = None
+    if value is None or not 0 < value <= MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"expected a factor in (0, {MAX_SCALE}] such as 0.5 or 1/3, got {text!r}")
+    return str(value)
+
+
+def scale_range(text):
+    """--random-scale MIN,MAX[,STEP] -> (MIN, MAX) or (MIN, MAX, STEP): factors in (0, MAX_SCALE], MIN <= MAX, and
+    a STEP that divides MAX - MIN (lib.data.transforms.RandomScale)."""
+    parse = float_in(0, MAX_SCALE, open_low=True)
+    try:
+        values = tuple(parse(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        values = ()
+    if len(values) not in (2, 3) or values[0] > values[1]:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX or MIN,MAX,STEP with 0 < MIN <= MAX <= {MAX_SCALE}, "
+                                         f"got {text!r}")
+    steps = (values[1] - values[0]) / values[2] if len(values) == 3 else 0
+    if abs(steps - round(steps)) > 1e-6:  # 0.5,1.6,0.1 is 11 steps up to float rounding
+        raise argparse.ArgumentTypeError(f"STEP must divide MAX - MIN, got {text!r}")
+    return values
+
+
 def _three(text, number, what):
     """`0.485,0.456,0.406` -> [0.485, 0.456, 0.406]: one number per RGB channel, each checked by `number`."""
     try:
@@ -149,6 +180,18 @@ def add_runtime_flags(group, runs, batch_size=None):
     group.add_argument("--cache-dir", default=None,
                        help="folder keeping images and masks decoded (.npy, memory-mapped): faster loading, more "
                             "disk; filled on first use; new, empty or a cache, apart from the data")
+
+
+def add_resolution_flags(group, default):
+    """--resize and --scale, one or neither: the resolution the dataset is read at (lib.data.resolution);
+    `default` says what neither means."""
+    exclusive = group.add_mutually_exclusive_group()
+    exclusive.add_argument("--resize", type=size_pair_up_to(MAX_SIDE), default=None, metavar="HxW",
+                           help="read every image at HxW (bilinear, antialiased), masks with nearest neighbour, "
+                                f"aspect ratio not kept (default: {default})")
+    exclusive.add_argument("--scale", type=scale_factor, default=None, metavar="F",
+                           help="read every image scaled by F, a decimal or fraction (0.5, 1/3): a side of n "
+                                f"pixels becomes floor(n * F); 1: the files' resolution (default: {default})")
 
 
 def add_slide_window_flag(group, default):

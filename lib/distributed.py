@@ -59,8 +59,8 @@ def launched_world(environ=os.environ):
 
 @contextlib.contextmanager
 def joined(device_name):
-    """(World, torch.device) of this process, inside its process group when torchrun started it; the group is left
-    and stdout given back on the way out.
+    """(World, torch.device) of this process, inside its process group when torchrun started it; stdout is given
+    back on the way out, and the group left when the block succeeded (a failed process just exits).
 
     `device_name` is --device: under torchrun "cuda" (and "auto" with GPUs) is this
     process's GPU, cuda:LOCAL_RANK. A caller that runs several scripts' mains in one
@@ -92,8 +92,10 @@ def joined(device_name):
         if sys.stdout is not stdout:
             sys.stdout.close()
             sys.stdout = stdout
-        if owns_group:
-            dist.destroy_process_group()
+    # Left after a success only: a failed process that destroys its NCCL group while the others wait in a
+    # collective can hang in the destroy (pytorch/torchtitan#1342), never exit, and so never let torchrun stop them.
+    if owns_group:
+        dist.destroy_process_group()
 
 
 def shard_batches(ids, batch_size, world):
@@ -142,8 +144,3 @@ def mean_across(value, world):
 def _collective_device():
     """Where NCCL wants tensors of a collective (the process's GPU); the CPU for gloo."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def barrier(world):
-    if world.distributed:
-        dist.barrier()

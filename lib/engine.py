@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lib import fast_path, seeding
 from lib.data.base import IGNORE_INDEX
-from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip, random_rescale
 from lib.distributed import SINGLE, rank_share
 from lib.errors import UserError
 from lib.losses import mean_cross_entropy
@@ -48,12 +48,15 @@ class LabeledCrops(Dataset):
     `items` maps each image to its labeled items of `unit`. Pixels outside them are
     ignored by the loss: a partially labeled image teaches only where it was labeled.
     Sample i >= len(self) is image i - len(self) again, with draws of its own (an
-    epoch's second visit, see `epoch_order`).
+    epoch's second visit, see `epoch_order`). With `random_scale`
+    (lib.data.transforms.RandomScale) each sample is first rescaled by a factor drawn
+    with its crop and flip.
     """
 
-    def __init__(self, dataset, unit, items, crop, flip, seed, mean, std):
+    def __init__(self, dataset, unit, items, crop, flip, seed, mean, std, random_scale=None):
         self.dataset, self.unit, self.items, self.ids = dataset, unit, items, list(items)
         self.crop, self.flip, self.seed, self.mean, self.std = crop, flip, seed, mean, std
+        self.random_scale = random_scale
         self.epoch = 0
 
     def __len__(self):
@@ -65,15 +68,58 @@ class LabeledCrops(Dataset):
         if self.unit.type != "image":
             mask = np.where(self.unit.labeled_area(self.items[image_id], *mask.shape), mask, IGNORE_INDEX)
         rng = seeding.labeled_sample_rng(self.seed, self.epoch, i)
+        if self.random_scale is not None:  # before the crop: a smaller image is padded with ignored pixels
+            image, mask = random_rescale(image, mask, self.random_scale, rng)
         image, mask = random_crop_flip(image, mask, self.crop, rng, self.flip)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
 
 
+class ItemCrops(Dataset):
+    """Every labeled item as a sample of its own (train.py --item-crops): its box of the image and mask, no random
+    crop, flipped where `flip` draws it; set `epoch` before each epoch.
+
+    `items` maps each image to its labeled items of `unit`; an image unit's item is the
+    whole image. A box smaller than `size` (H, W), the largest item's (largest_item), is
+    padded at the bottom and right (image 0, mask ignored), so that items of other sizes
+    batch together; a grid's cells on images of one size differ by a pixel at most.
+    Sample i >= len(self) is item i - len(self) again, with draws of its own, as in
+    LabeledCrops. MEAL trains on its acquired patches so: "query and acquire image
+    patches rather than the complete image", 32 patches at the start, batches of 8
+    (Sreenivasaiah et al. 2021, /work/shared/papers/meal.md l.180, l.197, l.203).
+    """
+
+    def __init__(self, dataset, unit, items, size, flip, seed, mean, std):
+        self.dataset, self.unit, self.size, self.flip, self.seed = dataset, unit, size, flip, seed
+        self.mean, self.std = mean, std
+        self.samples = [(image_id, item_id) for image_id, item_ids in items.items() for item_id in item_ids]
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        image_id, item_id = self.samples[i % len(self.samples)]
+        image, mask = self.dataset.load_pair(image_id)  # [H, W, 3], [H, W]
+        box = self.unit.box(item_id, *mask.shape)
+        image, mask = image[box.top:box.bottom, box.left:box.right], mask[box.top:box.bottom, box.left:box.right]
+        # A crop of `size` from the padded box is the box itself: random_crop_flip only pads and flips here.
+        image, mask = random_crop_flip(image, mask, self.size, seeding.labeled_sample_rng(self.seed, self.epoch, i),
+                                       self.flip)
+        return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
+
+
+def largest_item(unit, items, image_size):
+    """(H, W): the largest height and width of the boxes of `items` (image id -> its item ids of `unit`);
+    `image_size(id) -> (H, W)`."""
+    boxes = [unit.box(item_id, *image_size(image_id)) for image_id, item_ids in items.items() for item_id in item_ids]
+    return max(box.bottom - box.top for box in boxes), max(box.right - box.left for box in boxes)
+
+
 def epoch_order(seed, epoch, count, batch_size):
-    """The samples of an epoch over `count` labeled images (LabeledCrops indices), in batches of `batch_size`:
-    every image once in the order drawn from (seed, epoch), then, to fill the last batch, the first images of that
-    order again as samples count + i. An image may appear twice in an epoch, never zero times; with at most
-    `batch_size` images the epoch is one batch of them all.
+    """The samples of an epoch over `count` labeled images (LabeledCrops indices; ItemCrops's items alike), in
+    batches of `batch_size`: every image once in the order drawn from (seed, epoch), then, to fill the last batch,
+    the first images of that order again as samples count + i. An image may appear twice in an epoch, never zero
+    times; with at most `batch_size` images the epoch is one batch of them all.
 
     Every batch is full, as steps_per_epoch counts them for the learning-rate schedule: a short last batch could be
     a single image, and BatchNorm in training mode raises on one image's 1x1 feature maps (crops of at most
@@ -94,13 +140,26 @@ def epoch_loader(crops, epoch, batch_size, workers, world=SINGLE, pin_memory=Fal
     return DataLoader(crops, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
 
 
+def batch_forward(model, images, split, with_embeddings):
+    """The model's outputs for a step's images [B, 3, H, W]: (logits [B, C, H, W], embeddings [B, D, h, w] of its
+    contrastive head, or None without `with_embeddings`). Images before `split` and from it on go through the
+    model in separate calls, so that BatchNorm normalises each part by its own statistics; `split` = B: one call."""
+    parts = [part for part in (images[:split], images[split:]) if len(part)]
+    outputs = [model.forward_with_embeddings(part) if with_embeddings else (model(part), None) for part in parts]
+    if len(outputs) == 1:
+        return outputs[0]
+    logits, embeddings = zip(*outputs)
+    return torch.cat(logits), None if embeddings[0] is None else torch.cat(embeddings)
+
+
 def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress,
                     criterion=mean_cross_entropy, confusion=None, amp=False):
     """One pass over `loader`, the labeled batches of `epoch`; returns the mean loss.
 
     `criterion` (logits, masks) -> the labeled crops' loss (lib.losses.LOSSES). `ssl` is
     the run's --ssl mode (lib.semisup.mode.SslMode): its unlabeled batches, if any, go
-    through the model behind the labeled ones, its term joins the labeled crops' loss,
+    through the model behind the labeled ones (in a call of their own where the mode has
+    `separate_forward`), its term joins the labeled crops' loss,
     and it labels the batch for `contrastive` (lib.semisup.reco.ReCo, for a model with a
     representation head; or None), whose term covers every pixel with a true label or
     one of the mode's. With `confusion` ([C, C] int64 on `device`), the confusion matrix
@@ -130,10 +189,9 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
         images = images.to(device, non_blocking=True, memory_format=layout)
         masks = masks.to(device, non_blocking=True)
         with fast_path.autocast(device, amp):
-            if contrastive is None:
-                logits = model(images)  # [B, C, H, W]
-            else:
-                logits, embeddings = model.forward_with_embeddings(images)  # [B, C, H, W], [B, D, H/4, W/4]
+            # logits [B, C, H, W]; embeddings [B, D, H/s, W/s] with a contrastive head, else None
+            logits, embeddings = batch_forward(model, images, num_labeled if ssl.separate_forward else len(images),
+                                               contrastive is not None)
             loss = criterion(logits[:num_labeled], masks[:num_labeled])
             ssl_loss, targets = ssl.loss(images, logits, masks, num_labeled)  # targets [B, H, W]: the mode's labels
             loss = loss + ssl_loss

@@ -138,8 +138,8 @@ class Config:
         and argv; () runs it as any other step."""
         if self.launcher:
             return self.launcher
-        if self.nproc > 1:
-            return (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(self.nproc))
+        if self.nproc > 1:  # --standalone: a free port, so that experiments on one machine run side by side
+            return (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(self.nproc))
         return ()
 
     @classmethod

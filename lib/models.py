@@ -5,16 +5,22 @@ Convolution for Semantic Image Segmentation", ECCV 2018 (DeepLabv3+), with the A
 of Chen, Papandreou, Schroff, Adam, "Rethinking Atrous Convolution for Semantic
 Image Segmentation", arXiv:1706.05587 (DeepLabv3).
 
-    image -> backbone -> low (stride 4) -> 1x1 to 48 ch ------------+
-                      -> high (stride OS) -> ASPP -> upsample x OS/4 -> concat
-                         -> 2x conv3x3 256 -> 1x1 classifier -> upsample x4 -> logits
+    image -> backbone -> low (stride s) -> 1x1 to 48 ch ------------+
+                      -> high (stride OS) -> ASPP -> upsample x OS/s -> concat
+                         -> 2x conv3x3 256 -> 1x1 classifier -> upsample xs -> logits
+
+s is the backbone's `low_stride`: 4, or 2 for wrn38, whose stride-2 features the
+study's DeepLabv3+ fuses (ALSS:model/deeplabv3p.py, `bot_fine` on the trunk's mod2).
 
 The network is split in two so that acquisition can reuse the expensive part:
 `encode(x) -> (low, aspp_out)` is deterministic, `decode(low, aspp_out, size)` holds
 the dropout layers of `mc_dropout` models (three, p=0.1: the BALD setting of the
 "best practices" study), so MC dropout runs the encoder once and the decoder T
 times. Models without `mc_dropout` have no dropout at all, as in the study, where
-Random, Entropy, EqualAL and Coreset are trained without it. Coreset's features are
+Random, Entropy, EqualAL and Coreset are trained without it; the one exception is
+wrn38's backbone, whose Dropout2d (mod6, mod7) trains as in the study's WRN-38: in eval
+mode it is off, so `encode` stays deterministic, and MC dropout never samples it
+(it is no nn.Dropout, see has_mc_dropout). Coreset's features are
 the ASPP output averaged over an image or patch; MEAL's the backbone's last stage.
 
 Models with `embed_dim` > 0 carry ReCo's representation head (Liu et al., ICLR 2022;
@@ -127,14 +133,14 @@ class Decoder(nn.Module):
         )
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
-    def features(self, low, aspp_out):  # low: [B, C_low, H/4, W/4], aspp_out: [B, head, H/os, W/os]
-        """The last feature map, which the classifier and the representation head share: [B, head, H/4, W/4]."""
-        low = self.reduce(low)  # [B, 48, H/4, W/4]
+    def features(self, low, aspp_out):  # low: [B, C_low, H/s, W/s], aspp_out: [B, head, H/os, W/os]
+        """The last feature map, which the classifier and the representation head share: [B, head, H/s, W/s]."""
+        low = self.reduce(low)  # [B, 48, H/s, W/s]
         high = F.interpolate(self.aspp_dropout(aspp_out), size=low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.fuse(torch.cat([high, low], dim=1))  # [B, head, H/4, W/4]
+        return self.fuse(torch.cat([high, low], dim=1))  # [B, head, H/s, W/s]
 
     def forward(self, low, aspp_out):
-        return self.classifier(self.features(low, aspp_out))  # [B, num_classes, H/4, W/4]
+        return self.classifier(self.features(low, aspp_out))  # [B, num_classes, H/s, W/s]
 
 
 def _init_convs(*modules):
@@ -195,6 +201,13 @@ class DeepLabV3Plus(nn.Module):
         self.backbone_frozen = True
         self.backbone.eval()
 
+    def backbone_and_head_parameters(self):
+        """(the backbone's trainable parameters, the others': ASPP, decoder and representation head), in the order
+        of parameters(): the groups of train.py's --head-lr-mult."""
+        in_backbone = {id(p) for p in self.backbone.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return [p for p in trainable if id(p) in in_backbone], [p for p in trainable if id(p) not in in_backbone]
+
     def train(self, mode=True):
         super().train(mode)
         if self.backbone_frozen:
@@ -203,7 +216,7 @@ class DeepLabV3Plus(nn.Module):
         return self
 
     def encode(self, x):
-        """x [B, 3, H, W] -> (low [B, C_low, H/4, W/4], aspp_out [B, head, H/os, W/os]); no dropout."""
+        """x [B, 3, H, W] -> (low [B, C_low, H/s, W/s], aspp_out [B, head, H/os, W/os]); no dropout in eval mode."""
         low, high = self.backbone(x)
         return low, self.aspp(high)
 
@@ -221,17 +234,19 @@ class DeepLabV3Plus(nn.Module):
 
     def forward_with_embeddings(self, x):
         """Training with the contrastive loss, on a model with `embed_dim`: x [B, 3, H, W] ->
-        (logits [B, num_classes, H, W] as forward's, embeddings [B, embed_dim, H/4, W/4] of unit L2 norm over dim 1)."""
-        features = self.decoder.features(*self.encode(x))  # [B, head, H/4, W/4]
+        (logits [B, num_classes, H, W] as forward's, embeddings [B, embed_dim, H/s, W/s] of unit L2 norm over dim 1)."""
+        features = self.decoder.features(*self.encode(x))  # [B, head, H/s, W/s]
         logits = _upsample(self.decoder.classifier(features), x.shape[-2:])  # [B, num_classes, H, W]
-        return logits, F.normalize(self.representation(features), dim=1)  # [B, embed_dim, H/4, W/4]
+        return logits, F.normalize(self.representation(features), dim=1)  # [B, embed_dim, H/s, W/s]
 
 
-def _upsample(logits, size):  # [B, C, H/4, W/4] -> [B, C, *size]
+def _upsample(logits, size):  # [B, C, H/s, W/s] -> [B, C, *size]
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def has_mc_dropout(model):
+    # nn.Dropout only: the Dropout2d of wrn38's backbone (an nn._DropoutNd, not an nn.Dropout) is no MC dropout,
+    # and lib.acquire.scores.dropout_active leaves it in eval mode by the same test.
     return any(isinstance(m, nn.Dropout) for m in model.modules())
 
 

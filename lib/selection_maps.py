@@ -19,6 +19,7 @@ import numpy as np
 from lib.acquire.context import ItemReader
 from lib.acquire.inputs import ASPP_MAP
 from lib.data import open_dataset
+from lib.data.resolution import NATIVE, placed_resolution
 from lib.data.pool_file import restrict_to_pool
 from lib.draw import selection_map_png
 from lib.distributed import resolve_device
@@ -51,7 +52,9 @@ def write_selection_maps(args):
     data_root, pool_file = recorded_pool(args, layout)
     check_outputs({"--data-root": data_root, "--cache-dir": args.cache_dir},
                   folders={"--selection-maps": layout.root, "--cache-dir": args.cache_dir})
-    dataset = open_dataset(args.dataset or first.dataset, data_root, first.split, args.cache_dir)
+    # The images as the experiment read them (--resize / --scale, recorded in the index history)
+    resolution = placed_resolution(first, cycles[min(cycles)][0][2]) or NATIVE
+    dataset = open_dataset(args.dataset or first.dataset, data_root, first.split, args.cache_dir, resolution)
     if pool_file:
         restrict_to_pool(dataset, pool_file)
     indexes = {(method, seed, cycle): load_index(path, dataset.ids, first.dataset, first.unit)

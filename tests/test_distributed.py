@@ -1,4 +1,6 @@
 """train.py, select.py and evaluate.py under torchrun: 2 CPU processes with the gloo backend, against one process."""
+import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,11 +9,17 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, fail, import_script
+from lib import distributed
+from lib.acquire import context as acquire_context
+from lib.acquire.context import ItemReader
+from lib.data import open_dataset
 from lib.distributed import SINGLE, World, launched_world, rank_share, shard_batches
 from lib.engine import epoch_loader, epoch_order
 from lib.errors import UserError
 from lib.experiment import Config, Step, plan
+from lib.models import build_model
 from lib.steps import run_plan
+from lib.units import Unit
 from torchrun_driver import Killed, stopping_after
 
 DRIVER = REPO_ROOT / "tests" / "torchrun_driver.py"
@@ -22,6 +30,26 @@ def test_a_plain_python_is_a_world_of_one():
     assert launched_world({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == World(1, 2, 1)
 
 
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_rank_leaves_its_group_after_a_success_only_and_gets_its_stdout_back(monkeypatch, capsys, fails):
+    """Rank 1 prints nothing; a failed one keeps its group (destroying it could hang while others wait in NCCL)."""
+    calls = []
+    for name in ("init_process_group", "barrier", "destroy_process_group"):
+        monkeypatch.setattr(distributed.dist, name, lambda *args, name=name, **kwargs: calls.append(name))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with contextlib.suppress(UserError):
+        with distributed.joined("cpu") as (world, _):
+            print("progress of rank 1")
+            if fails:
+                raise UserError("a bad image")
+    assert world == World(1, 2) and capsys.readouterr().out == ""
+    print("after")
+    assert capsys.readouterr().out == "after\n"
+    assert calls == (["init_process_group"] if fails else ["init_process_group", "barrier", "destroy_process_group"])
 def test_the_ranks_shares_of_the_batches_are_the_single_process_batches_in_turn():
     ids = [f"img{i}" for i in range(11)]
     shards = [shard_batches(ids, 3, World(rank, 2)) for rank in range(2)]
@@ -54,15 +82,42 @@ def test_every_step_of_the_ranks_together_is_the_single_process_step():
     assert sum(single, []) == epoch_order(5, 3, 10, 4)
 
 
+def test_a_process_without_a_batch_of_its_own_gets_every_feature_row(synthetic_pool, monkeypatch):
+    """Rank 1 of 2 when the pool is one batch (MEAL's map of a small pool, coreset's features): it embeds nothing
+    and takes rank 0's rows, here those of a single process."""
+    dataset = open_dataset("synthetic", synthetic_pool, "train")
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny", "num_classes": 3, "output_stride": 16, "mc_dropout": False})
+    preprocess = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    single = ItemReader(dataset, Unit("patch", (2, 2)), torch.device("cpu"), batch_size=len(dataset.ids))
+    rank1 = dataclasses.replace(single, world=World(1, 2))
+    ids, features = single.embed_images(model, preprocess, "aspp", dataset.ids)  # [N, d]
+    monkeypatch.setattr(acquire_context, "gather_objects", lambda value, world: [(ids, features), value])
+    assert rank1.embed_images(model, preprocess, "aspp", dataset.ids)[0] == ids
+    assert torch.equal(rank1.embed_images(model, preprocess, "aspp", dataset.ids)[1], features)
+
+    wanted = ids[5:] + ids[:5]  # labeled rows first, as FeaturesInput asks
+    rows = single.features(model, preprocess, "aspp", wanted)  # [N, d]
+    monkeypatch.setattr(acquire_context, "gather_objects", lambda value, world: [(list(range(len(ids))), rows), value])
+    assert torch.equal(rank1.features(model, preprocess, "aspp", wanted), rows)
+
+
 def _torchrun(steps, folder):
     """Run the driver's `steps` under torchrun with 2 gloo processes; what they printed."""
     steps_file = folder / "steps.json"
     steps_file.write_text(json.dumps(steps))
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(DRIVER),
-                             str(steps_file)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return result.stdout
+    with subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(DRIVER), str(steps_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=REPO_ROOT, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}) as torchrun:
+        try:
+            stdout, stderr = torchrun.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            # SIGTERM, which torchrun passes on to its workers: subprocess.run's SIGKILL on a timeout would leave
+            # them running forever, each in a session of its own.
+            torchrun.terminate()
+            stdout, stderr = torchrun.communicate()
+    assert torchrun.returncode == 0, (stdout + stderr)[-3000:]
+    return stdout
 
 
 def _weights(path):
@@ -166,7 +221,8 @@ def test_evaluate_refuses_its_modes_without_a_model_under_torchrun(monkeypatch, 
 def test_nproc_runs_the_model_steps_of_an_experiment_under_torchrun():
     env = {"DATASET": "synthetic", "DATA_ROOT": "d", "OUT": "o", "METHODS": "entropy entropy-ssl", "NPROC": "4"}
     config = Config.from_environ(env)
-    assert config.step_launcher == (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4")
+    assert config.step_launcher == (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                                    "4")
     steps = [step for step in plan(config) if isinstance(step, Step)]
     distributed = {(step.script, step.distributed) for step in steps if "--index" in step.argv
                    or "--checkpoint" in step.argv}

@@ -6,9 +6,9 @@ import torch
 
 from conftest import RecordedProgress, fail, import_script
 from lib.data import IGNORE_INDEX
-from lib.engine import train_one_epoch
+from lib.engine import batch_forward, train_one_epoch
 from lib.models import build_model
-from lib.semisup.s4gan import S4GAN, Discriminator, real_maps, self_training_targets
+from lib.semisup.s4gan import S4GAN, Discriminator, real_maps, self_training_targets, unit_range
 from lib.semisup.s4gan_mode import S4GanTraining
 from lib.semisup.unlabeled import UNLABELED
 
@@ -111,8 +111,92 @@ def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, cap
     assert "--disc-lr configures --ssl s4gan, but --ssl is selftrain" in fail(
         train, [*argv, "--ssl", "selftrain", "--disc-lr", "1e-4"], capsys)
     assert "--lambda-fm configures --ssl s4gan, but --ssl is none" in fail(train, [*argv, "--lambda-fm", "1"], capsys)
-    assert "argument --disc-threshold: must be a finite number in [0, 1), got '1'" in fail(
-        train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1"], capsys)
+    assert "argument --disc-threshold: must be a finite number in [0, 1], got '1.5'" in fail(
+        train, [*argv, "--ssl", "s4gan", "--disc-threshold", "1.5"], capsys)
     assert "argument --disc-lr: must be a finite number in (0, inf), got '0'" in fail(
         train, [*argv, "--ssl", "s4gan", "--disc-lr", "0"], capsys)
     assert not (tmp_path / "model.pt").exists()
+
+
+def recorded_training(monkeypatch, argv):
+    """train.main(argv) -> (the labeled crops' loss of every step, the model's gradients at every step)."""
+    losses, gradients = [], []
+    make_criterion, make_optimizer = train.make_criterion, train.make_optimizer
+
+    def recording_criterion(*args, **kwargs):
+        criterion = make_criterion(*args, **kwargs)
+
+        def record(logits, masks):
+            loss = criterion(logits, masks)
+            losses.append(loss.detach().clone())
+            return loss
+        return record
+
+    def recording_optimizer(args, model):
+        optimizer = make_optimizer(args, model)
+        optimizer.register_step_pre_hook(lambda optimizer, *_: gradients.append(
+            [p.grad.clone() for group in optimizer.param_groups for p in group["params"]]))
+        return optimizer
+
+    monkeypatch.setattr(train, "make_criterion", recording_criterion)
+    monkeypatch.setattr(train, "make_optimizer", recording_optimizer)
+    train.main(argv)
+    monkeypatch.undo()
+    return losses, gradients
+
+
+def test_s4gan_without_its_terms_trains_the_labeled_crops_as_supervised_training(synthetic_pool, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """Issue 16: with no feature matching and a threshold no crop reaches (1), the unlabeled crops go through the
+    model in a forward of their own, so the labeled crops' loss and the model's gradients are those of --ssl none,
+    step for step (CPU: no AMP)."""
+    data = ["--dataset", "synthetic", "--data-root", str(synthetic_pool)]
+    index = tmp_path / "index.json"
+    select.main([*data, "--method", "random", "--budget", "4", "--out", str(index)])
+    runs = {}
+    for name, flags in (("none", []), ("s4gan", ["--ssl", "s4gan", "--lambda-fm", "0", "--disc-threshold", "1"])):
+        out = tmp_path / f"{name}.pt"
+        losses, gradients = recorded_training(monkeypatch, [*train_argv(synthetic_pool, index, out), *flags])
+        runs[name] = losses, gradients, torch.load(out, weights_only=True)
+    assert "self_trained=0.0000" in capsys.readouterr().out
+    (losses, gradients, supervised), (s4gan_losses, s4gan_gradients, s4gan) = runs["none"], runs["s4gan"]
+    assert len(losses) == len(gradients) == 4, "2 epochs of 2 steps"
+    assert torch.equal(torch.stack(losses), torch.stack(s4gan_losses))
+    for step, (step_gradients, s4gan_step_gradients) in enumerate(zip(gradients, s4gan_gradients), start=1):
+        assert len(step_gradients) == len(s4gan_step_gradients)
+        assert all(map(torch.equal, step_gradients, s4gan_step_gradients)), f"the gradients of step {step} differ"
+    parameters = [name for name, _ in build_model(supervised["model_args"]).named_parameters()]
+    assert all(torch.equal(supervised["model"][name], s4gan["model"][name]) for name in parameters)
+    # The unlabeled crops did go through the model, in training mode: BatchNorm's running statistics saw them.
+    statistics = "aspp.project.1.running_mean"
+    assert not torch.equal(supervised["model"][statistics], s4gan["model"][statistics])
+    # Mittal et al.'s unlabeled batch is as large as the labeled one; S4AL+'s is 4.
+    assert s4gan["train_args"]["unlabeled_batch_size"] == 2 and supervised["train_args"]["unlabeled_batch_size"] == 4
+
+
+def test_the_discriminator_sees_each_batch_scaled_to_the_unit_range():
+    batch = torch.stack([torch.full((3, 2, 2), -2.0), torch.linspace(-1, 3, 12).view(3, 2, 2)])
+    scaled = unit_range(batch)
+    assert scaled.min() == 0 and scaled.max() == 1
+    assert torch.allclose(scaled, (batch + 2) / 5)  # one range for all images and channels, none stretched alone
+    assert torch.equal(unit_range(torch.full((2, 3, 2, 2), 7.0)), torch.zeros(2, 3, 2, 2))  # no range: no NaN
+    model, adversary, (images, masks), (extra, extra_masks) = tiny_setup()
+    adversary.discriminator.eval()  # no dropout: the same discriminator for both calls
+    images, masks = torch.cat([images, extra]), torch.cat([masks, extra_masks])
+    logits = model(images)
+    loss, _ = adversary.model_loss(images, logits, masks, 2)
+    moved, _ = adversary.model_loss(3 * images + 1, logits, masks, 2)  # another normalisation of the same images
+    assert moved.item() == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_the_unlabeled_crops_may_go_through_the_model_apart():
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny", "num_classes": 4, "output_stride": 16, "mc_dropout": False, "embed_dim": 8})
+    images = torch.randn(5, 3, 32, 32)
+    logits, embeddings = batch_forward(model, images, 2, with_embeddings=True)
+    (first, first_embeddings), (rest, rest_embeddings) = (model.forward_with_embeddings(part)
+                                                          for part in (images[:2], images[2:]))
+    assert torch.equal(logits, torch.cat([first, rest])) and torch.equal(embeddings, torch.cat([first_embeddings,
+                                                                                                rest_embeddings]))
+    joint, none = batch_forward(model, images, 5, with_embeddings=False)
+    assert torch.equal(joint, model(images)) and none is None and not torch.allclose(joint, logits)

@@ -9,6 +9,7 @@ from conftest import fail, import_script
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.base import SegmentationDataset
 from lib.index import LabeledIndex, Unit, save_index
+from lib.models import build_model
 
 train = import_script("train.py")
 
@@ -265,3 +266,54 @@ def test_class_weights_of_the_wrong_count_are_one_error_line(tmp_path, capsys, w
     assert fail(train, lesion_args(pool, index, tmp_path / "model.pt", "--class-weights", weights), capsys).startswith(
         message)
     assert not (tmp_path / "model.pt").exists()
+
+
+def optimizer_of(*flags, embed_dim=0, frozen=False):
+    """train.make_optimizer for a tiny model (with a representation head of `embed_dim`, a frozen backbone) under
+    train.py's `flags`; returns the optimiser and the model's {id(parameter): name}."""
+    args = train.get_args_parser().parse_args(["--dataset", "synthetic", "--data-root", ".", "--index", "i.json",
+                                               "--out", "m.pt", "--lr", "0.05", *flags])
+    model = build_model({"arch": "tiny", "num_classes": 3, "output_stride": 16, "mc_dropout": False,
+                               "embed_dim": embed_dim})
+    if frozen:
+        model.freeze_backbone()
+    return train.make_optimizer(args, model), {id(p): name for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trained-backbone", "frozen-backbone"])
+def test_the_head_learns_at_head_lr_mult_times_the_backbones_rate(frozen):
+    optimizer, names = optimizer_of("--head-lr-mult", "10", embed_dim=4, frozen=frozen)
+    by_lr = {group["lr"]: {names[id(p)] for p in group["params"]} for group in optimizer.param_groups}
+    head = {name for name in names.values() if not name.startswith("backbone.")}
+    assert {"aspp.project.0.weight", "decoder.classifier.bias", "representation.3.weight"} <= head
+    assert by_lr == ({0.5: head} if frozen else {0.05: set(names.values()) - head, 0.5: head})
+    optimizer, names = optimizer_of()  # the default multiplier, 1: one group of everything, as before the flag
+    assert [(group["lr"], len(group["params"])) for group in optimizer.param_groups] == [(0.05, len(names))]
+
+
+def test_both_groups_follow_the_poly_schedule_and_the_flags_are_recorded(synthetic_pool, labeled_index, tmp_path,
+                                                                         monkeypatch):
+    used = []  # the learning rates of the groups, and nesterov, at every optimiser step
+    step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: used.append(
+        ([group["lr"] for group in self.param_groups], self.defaults["nesterov"])) or step(self, *a, **k))
+    out = tmp_path / "model.pt"
+    train.main([*train_args(synthetic_pool, labeled_index, out), "--head-lr-mult", "10", "--nesterov"])
+    steps = 3 * 3  # 3 epochs of 6 images in batches of 2
+    factors = [(1 - k / steps) ** 0.9 for k in range(steps)]
+    assert [lrs for lrs, _ in used] == [pytest.approx([0.05 * f, 0.5 * f]) for f in factors]
+    assert all(nesterov for _, nesterov in used)
+    recorded = torch.load(out, weights_only=True)["train_args"]
+    assert recorded["head_lr_mult"] == 10 and recorded["nesterov"] is True
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--nesterov", "--optimizer", "adam"], "error: --nesterov is a momentum of SGD, but --optimizer is adam"),
+    (["--nesterov", "--momentum", "0"], "error: --nesterov needs a momentum: give --momentum above 0"),
+    (["--head-lr-mult", "0"], "error: argument --head-lr-mult: must be a finite number in (0, inf), got '0'"),
+])
+def test_misplaced_optimiser_flags_are_one_error_line(synthetic_pool, labeled_index, tmp_path, capsys, flags,
+                                                      message):
+    out = tmp_path / "model.pt"
+    assert fail(train, [*train_args(synthetic_pool, labeled_index, out), *flags], capsys).startswith(message)
+    assert not out.exists()

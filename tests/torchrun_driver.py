@@ -1,6 +1,6 @@
 """Run scripts' mains one after another in each process of a torchrun, for tests/test_distributed.py.
 
-    python -m torch.distributed.run --nproc-per-node 2 tests/torchrun_driver.py STEPS.json
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/torchrun_driver.py STEPS.json
 
 STEPS.json lists {"script": "train.py", "argv": [...]} in order; "stop_after_epoch": E
 makes train.py stop, as a killed run, once epoch E's checkpoint is written. One launch

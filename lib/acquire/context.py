@@ -10,7 +10,7 @@ import torch
 
 from lib.acquire.rank import NO_RULES, SelectionRules
 from lib.acquire.reduce import REDUCTIONS
-from lib.acquire.scores import embed_items, item_feature_batches, score_items
+from lib.acquire.scores import FEATURE_POOLINGS, embed_items, item_feature_batches, score_items
 from lib.distributed import SINGLE, World, gather_objects, shard_batches
 from lib.engine import iterate_batches
 from lib.sliding import DEFAULT_SLIDE_WINDOW
@@ -70,7 +70,8 @@ class ItemReader:
                                     self.amp, self.slide_window)
         if not self.world.distributed:
             return ids, features
-        shards = gather_objects((ids, features), self.world)
+        # A process without a batch of its own sends ([], [0, 0]), whose width would not concatenate.
+        shards = [shard for shard in gather_objects((ids, features), self.world) if shard[0]]
         ids = [item_id for shard_ids, _ in shards for item_id in shard_ids]
         features = torch.cat([shard_features for _, shard_features in shards])  # [N, d], shard by shard
         # An image's items are together in one shard, in their order: sorted by image, stably, they are canonical.
@@ -78,15 +79,17 @@ class ItemReader:
         rows = sorted(range(len(ids)), key=lambda row: image_order[self.unit.image_of(ids[row])])
         return [ids[row] for row in rows], features[rows]
 
-    def features(self, model, preprocess, feature_map, item_ids):
-        """[len(item_ids), d] float32: the model's feature map `feature_map` averaged over each item; one tensor,
-        filled batch by batch (a pool of 200,000 items holds one row of each)."""
+    def features(self, model, preprocess, feature_map, item_ids, pooling="mean"):
+        """[len(item_ids), d'] float32: the model's feature map `feature_map` [B, d, h, w] over each item, pooled by
+        `pooling` (lib.acquire.scores.FEATURE_POOLINGS: d' = d for the mean, 4d for grid2x2); one tensor, filled batch
+        by batch (a pool of 200,000 items holds one row of each)."""
         named_map = functools.partial(_named_feature_map, feature_map)
         row = {item_id: i for i, item_id in enumerate(item_ids)}
         features, filled = None, []  # filled: the rows of this process's batches
         for batch_ids, batch in item_feature_batches(model, named_map, self.batches(self.images_of(item_ids),
                                                                                      preprocess),
-                                                     self.layout, self.device, self.amp, self.slide_window):
+                                                     self.layout, self.device, self.amp, self.slide_window,
+                                                     FEATURE_POOLINGS[pooling]):
             if features is None:
                 features = torch.empty(len(item_ids), batch.shape[1])
             kept = [i for i, item_id in enumerate(batch_ids) if item_id in row]  # an image's other items are not

@@ -5,7 +5,7 @@ A method names its inputs (Method.inputs), fields of the SelectionContext it is 
     "model"     the --checkpoint network and the input normalisation it expects; the
                 methods that name it score its predictions pixel by pixel
     "features"  one vector per labeled and candidate item: a --features file, else the
-                model's "aspp" feature map
+                model's "aspp" feature map pooled over the item's box by --feature-pooling
     "redundancy"  the pool's lib.redundancy measure on the features; read by auto, and
                 for --report-redundancy whatever the method
     "pool_map"  MEAL's UMAP map of the whole pool: from --umap-cache, or fitted with --pretrained
@@ -33,6 +33,7 @@ from lib.models import FEATURE_MAPS, DeepLabV3Plus, has_mc_dropout
 from lib.redundancy import measure_redundancy
 
 ASPP_MAP = "aspp"  # the feature map that stands in for a --features file
+DEFAULT_POOLING = "mean"  # --feature-pooling: how that map becomes one vector per item
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Provider:
 
 
 class FeaturesInput(Provider):
-    """--features FILE, or the model's "aspp" feature map averaged over each item."""
+    """--features FILE, or the model's "aspp" feature map pooled over each item by --feature-pooling (its mean, or
+    the study's 2x2 grid: lib.acquire.scores.FEATURE_POOLINGS)."""
 
     def reads(self, args):
         return () if args.features else ("model",)
@@ -80,6 +82,11 @@ class FeaturesInput(Provider):
         if args.features and "features" not in used:
             raise UserError(f"--features: --method {args.method} does not use features (coreset, kmeanspp and auto "
                             f"do; --report-redundancy reads them with any method)")
+        # Without --features a method that reads no features takes --feature-pooling and leaves it unused, as
+        # select.py's --auto-redundant: an experiment's SELECT_ARGS go to every method.
+        if args.features and args.feature_pooling != DEFAULT_POOLING:
+            raise UserError(f"--feature-pooling {args.feature_pooling} pools the model's feature map, but --features "
+                            f"gives the features")
 
     def require_given(self, args, asker=None):
         """`asker`: what reads the features, when not the method (--report-redundancy)."""
@@ -91,7 +98,8 @@ class FeaturesInput(Provider):
         rows = pool.labeled + pool.candidates  # labeled rows first: the initial centers of coreset and kmeanspp
         if args.features:
             return {"features": load_features(args.features, pool.item_ids(), rows)}
-        return {"features": pool.reader.features(given["model"], given["preprocess"], ASPP_MAP, rows)}
+        return {"features": pool.reader.features(given["model"], given["preprocess"], ASPP_MAP, rows,
+                                                 args.feature_pooling)}
 
 
 class RedundancyInput(Provider):

@@ -11,6 +11,7 @@ import contextlib
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lib import fast_path, seeding
@@ -139,18 +140,41 @@ def require_finite(values, item_ids, what):
 
 def embed_items(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
     """(item ids, features [N, d] float32 on the CPU) of every item of the batches, in their order
-    (item_feature_batches, concatenated)."""
+    (item_feature_batches, concatenated); ([], [0, 0]) without batches (a process of torchrun without a share)."""
     ids, features = [], []
     for batch_ids, batch in item_feature_batches(model, feature_map, batches, layout, device, amp, window):
         ids.extend(batch_ids)
         features.append(batch)
-    return ids, torch.cat(features)
+    return ids, torch.cat(features) if features else torch.empty(0, 0)
 
 
-def item_feature_batches(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW):
-    """One feature per item: `feature_map(model, images)` [B, d, h, w] averaged over each item's box.
+def box_mean(window):
+    """The features [B, d, h, w] of an item's box -> their mean [B, d]."""
+    return window.mean(dim=(-2, -1))
 
-    Yields (item ids, features [n, d] float32 on the CPU) batch by batch. The
+
+def box_grid2x2(window):
+    """The features [B, d, h, w] of an item's box -> the means of its 2x2 grid of cells [B, 4d], channel-major as the
+    study's `.view(-1, 1024)` of its [1, 256, 2, 2] lists them.
+
+    The study's Coreset feature (sud0301/best_practices_ALSS model/deeplabv3p.py l.102-108): the ASPP output
+    average-pooled on 20x20 windows, a 2x2 grid at its VOC crops only (41x41 maps of 321x321; 32x64 maps of 256x512
+    would give 1x3). Adaptive pooling makes a 2x2 grid of any box: a box 3 cells high has rows 0-1 and 1-2, one
+    cell high repeats it, as pooling the box upsampled to 2 cells would.
+    """
+    return F.adaptive_avg_pool2d(window, 2).flatten(1)
+
+
+# How the feature map of an item's box becomes its one vector (select.py --feature-pooling).
+FEATURE_POOLINGS = {"mean": box_mean, "grid2x2": box_grid2x2}
+
+
+def item_feature_batches(model, feature_map, batches, layout, device, amp, window=DEFAULT_SLIDE_WINDOW,
+                         pooling=box_mean):
+    """One feature per item: `feature_map(model, images)` [B, d, h, w] over each item's box, pooled by `pooling`
+    (FEATURE_POOLINGS; [B, d] for the mean).
+
+    Yields (item ids, features [n, d'] float32 on the CPU) batch by batch. The
     feature map is coarser than the image; a box is mapped to the cells that cover it.
     Images larger than `window` (height, width) get the feature maps of their windows,
     stitched (lib.sliding). With `amp` (--amp), on CUDA, in mixed precision (lib.fast_path.autocast_dtype).
@@ -168,6 +192,6 @@ def item_feature_batches(model, feature_map, batches, layout, device, amp, windo
         items = layout(height, width)
         boxes = [box.scaled(height, width, *maps.shape[-2:]) for _, box in items]
         batch_ids = [image_id + suffix for image_id in image_ids for suffix, _ in items]
-        batch = _per_item(maps, boxes, lambda window: window.mean(dim=(-2, -1))).flatten(0, 1)  # [B n_items, d]
+        batch = _per_item(maps, boxes, pooling).flatten(0, 1)  # [B n_items, d'], d' = d for the mean
         require_finite(batch, batch_ids, "features")
         yield batch_ids, batch.cpu()

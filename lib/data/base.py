@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lib.data.resolution import NATIVE
 from lib.errors import UserError
 
 IGNORE_INDEX = 255
@@ -53,8 +54,10 @@ class SegmentationDataset:
         self.new_mask_path = new_mask_path
         self._image_paths = image_paths
         self._mask_paths = mask_paths
-        self._sizes = {}  # id -> (H, W): pixel budgets and region layouts ask for sizes item by item
+        self._sizes = {}  # id -> (H, W) on disk: pixel budgets and region layouts ask for sizes item by item
         self.cache = None  # a lib.data.cache.DecodedCache (--cache-dir), or None to decode every time
+        # --resize / --scale (lib.data.resolution.Resolution): images and masks are returned at it
+        self.resolution = NATIVE
 
     @property
     def num_classes(self):
@@ -67,15 +70,13 @@ class SegmentationDataset:
         return self._image_paths[image_id]
 
     def image_size(self, image_id):
-        """(height, width) from the file's header, without decoding the pixels; read once per image."""
+        """(height, width) at self.resolution, without decoding the pixels."""
+        return self.resolution.size(*self._file_size(image_id))
+
+    def _file_size(self, image_id):
+        """(height, width) of the image file, from its header; read once per image."""
         if image_id not in self._sizes:
-            path = self._image_paths[image_id]
-            try:
-                with Image.open(path) as image:
-                    width, height = image.size
-            except DECODE_ERRORS as err:
-                raise decode_error(path, err) from None
-            self._sizes[image_id] = (height, width)
+            self._sizes[image_id] = header_size(self._image_paths[image_id])
         return self._sizes[image_id]
 
     def has_mask(self, image_id):
@@ -92,15 +93,21 @@ class SegmentationDataset:
         return self._mask_paths[image_id]
 
     def load_image(self, image_id):
-        """[H, W, 3] uint8 RGB; greyscale, palette, RGBA and 16-bit files are converted.
+        """[H, W, 3] uint8 RGB at self.resolution; greyscale, palette, RGBA and 16-bit files are converted.
 
         From the cache, a read-only array mapped from disk: callers copy what they keep.
         """
         path = self._image_paths[image_id]
-        return self.cache.load(self, "images", image_id, path, read_rgb) if self.cache else read_rgb(path)
+        if self.cache is None:
+            return self._read_image(path)
+        return self.cache.load(self, "images", image_id, path, self._read_image, resolution=self.resolution.tag)
+
+    def _read_image(self, path):
+        return self.resolution.image(read_rgb(path))
 
     def load_mask(self, image_id):
-        """[H, W] uint8 class ids with IGNORE_INDEX for void, or None when the image is unlabeled.
+        """[H, W] uint8 class ids with IGNORE_INDEX for void at self.resolution (nearest neighbour), or None when the
+        image is unlabeled.
 
         From the cache, a read-only array mapped from disk, checked when it was cached.
         """
@@ -108,8 +115,12 @@ class SegmentationDataset:
         if path is None:
             return None
         if self.cache is None:
-            return self._read_mask(path)
-        return self.cache.load(self, "masks", image_id, path, self._read_mask, tag=self._mask_tag())
+            return self._read_resized_mask(path)
+        return self.cache.load(self, "masks", image_id, path, self._read_resized_mask, tag=self._mask_tag(),
+                               resolution=self.resolution.tag)
+
+    def _read_resized_mask(self, path):
+        return self.resolution.mask(self._read_mask(path))
 
     def _mask_tag(self):
         """What a cached mask was decoded with, beside its file: an entry is valid for this class count and
@@ -140,11 +151,13 @@ class SegmentationDataset:
         image, mask = self.load_image(image_id), self.load_mask(image_id)
         if mask is None:
             raise UserError(f"{self.name}/{self.split}: image {image_id!r} is labeled in the index but has no mask file")
-        if mask.shape != image.shape[:2]:
-            raise UserError(
-                f"{self._mask_paths[image_id]}: mask is {mask.shape[1]}x{mask.shape[0]} "
-                f"but its image is {image.shape[1]}x{image.shape[0]}"
-            )
+        if self.resolution.native:
+            mask_size, image_size = mask.shape, image.shape[:2]
+        else:  # resized, the two agree even where their files do not: the files are compared
+            mask_size, image_size = header_size(self._mask_paths[image_id]), self._file_size(image_id)
+        if mask_size != image_size:
+            raise UserError(f"{self._mask_paths[image_id]}: mask is {mask_size[1]}x{mask_size[0]} "
+                            f"but its image is {image_size[1]}x{image_size[0]}")
         return image, mask
 
 
@@ -210,6 +223,16 @@ def decode_error(path, err):
         size = str(err).partition(", could")[0]
         return UserError(f"{path}: not decoded: {size} (Pillow's guard against decompression bombs); downscale it")
     return UserError(f"{path}: cannot decode image ({err.__class__.__name__})")
+
+
+def header_size(path):
+    """(height, width) of an image file, from its header: the pixels are not decoded."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except DECODE_ERRORS as err:
+        raise decode_error(path, err) from None
+    return height, width
 
 
 def _open(path):

@@ -6,14 +6,17 @@ are read, and a colour-coded mask (A2D2) is decoded once instead of every epoch.
 bench/bench_loader.py measures the difference. The price is disk: an RGB image takes
 3 bytes a pixel (6 MiB for a Cityscapes frame).
 
-    DIR/<dataset>/<split>/images/<id>.<size>-<mtime_ns>.npy
-    DIR/<dataset>/<split>/masks/<id>.<size>-<mtime_ns>-c<classes>[-m<label map hash>].npy
+    DIR/<dataset>/<split>/images/<id>.<size>-<mtime_ns>[<resolution>].npy
+    DIR/<dataset>/<split>/masks/<id>.<size>-<mtime_ns>-c<classes>[-m<label map hash>][<resolution>].npy
 
 The source file's size and modification time are part of the entry's name, so an
 edited source (a corrected mask) is decoded again, and its stale entry replaced. A
 mask's name also holds the number of classes it was checked against when decoded,
 and a hash of the layout's mapping of mask values to classes (a folder's mask_values):
-after classes.json changes, every mask is decoded and checked again. An entry that
+after classes.json changes, every mask is decoded and checked again. Arrays read at
+--resize or --scale are kept resized, their names ending in the resolution
+(-r256x512, -s1_2 for 1/2; lib.data.resolution): an entry of one resolution is never
+served at another, and the entries of each resolution are kept side by side. An entry that
 cannot be read back as the array it should hold (a torn copy, a full disk) is decoded
 again too. The cache fills itself on first use; entries are written atomically, so
 loader workers and concurrent runs may fill it at once.
@@ -58,15 +61,15 @@ class DecodedCache:
         """`dataset_names`: the layouts, whose folders alone make an unmarked folder a cache of an older version."""
         self.folder = claim_folder(folder, KIND, "--cache-dir", _legacy(dataset_names))
 
-    def load(self, dataset, kind, item_id, source, decode, tag=""):
+    def load(self, dataset, kind, item_id, source, decode, tag="", resolution=""):
         """decode(source) -> array, from the cache when it holds the current version of `source`.
 
         `tag` names what else the decoded array was checked against or made with (masks: the class count and
-        label map, SegmentationDataset._mask_tag).
+        label map, SegmentationDataset._mask_tag); `resolution` the resolution it is at (Resolution.tag).
         """
         stat = Path(source).stat()
         folder = self.folder / dataset.name / dataset.split / kind
-        entry = folder / f"{item_id}.{stat.st_size}-{stat.st_mtime_ns}{tag}.npy"
+        entry = folder / f"{item_id}.{stat.st_size}-{stat.st_mtime_ns}{tag}{resolution}.npy"
         cached = _read_entry(entry, DIMENSIONS[kind]) if entry.is_file() else None
         if cached is not None:
             return cached
@@ -75,8 +78,8 @@ class DecodedCache:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # a full disk, no inodes left
             raise UserError(f"--cache-dir {self.folder}: cannot create {folder} ({err.strerror or err})") from None
-        # Only the versions of this id, not the entries of an id "<item_id>.x".
-        version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+(-m[0-9a-f]+)?)?\.npy")
+        # Only the versions of this id at this resolution, not the entries of an id "<item_id>.x".
+        version = re.compile(re.escape(item_id) + r"\.\d+-\d+(-c\d+(-m[0-9a-f]+)?)?" + re.escape(resolution) + r"\.npy")
         for stale in folder.glob(glob.escape(item_id) + ".*.npy"):
             if version.fullmatch(stale.name):
                 with contextlib.suppress(FileNotFoundError):

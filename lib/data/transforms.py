@@ -3,13 +3,39 @@
 Randomness comes from an explicit `random.Random` so that a sample's augmentation
 depends only on (seed, epoch, sample index): a resumed run sees the same crops.
 """
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from lib.data.base import IGNORE_INDEX
+from lib.data.resolution import resize_image, resize_mask, scaled_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class RandomScale:
+    """train.py --random-scale: a factor drawn uniformly from [low, high] (S4AL+'s random.uniform(0.5, 2.0),
+    Nishant213/MMLAL helpers/dataset_transforms.py), or with `step` from low, low + step, ..., high (the study's
+    0.5 + randint(0, 11) / 10 on VOC, sud0301/best_practices_ALSS data/dataloaders/pascal_voc.py)."""
+
+    low: float
+    high: float
+    step: float = None
+
+    def draw(self, rng):
+        if self.step is None:
+            return rng.uniform(self.low, self.high)
+        return self.low + self.step * rng.randint(0, round((self.high - self.low) / self.step))
+
+
+def random_rescale(image, mask, scales, rng):
+    """Image [H, W, 3] (bilinear) and mask [H, W] (nearest) resized by a factor scales.draw(rng): a side of n pixels
+    becomes floor(n * factor), as --scale makes it (lib.data.resolution)."""
+    size = scaled_size(*mask.shape, scales.draw(rng))
+    return resize_image(image, size), resize_mask(mask, size)
 
 
 def random_crop_flip(image, mask, crop, rng, flip=True):

@@ -6,6 +6,9 @@ the steps (lib.engine.train_one_epoch):
 
 - batches(epoch): endless batches (images [U, 3, H, W], targets [U, H, W]) of unlabeled
   crops, one behind each labeled batch of the epoch; None: the labeled batches alone.
+  With `separate_forward` the unlabeled crops go through the model in a call of their own
+  (BatchNorm normalises each part by its own statistics), else in one call with the
+  labeled crops; either way the model's outputs reach loss and after_step concatenated.
 - loss(images, logits, masks, num_labeled) -> (loss, targets): the step's term beside the
   labeled crops' cross-entropy, and the batch's targets [B, H, W] as the mode labels them
   (the contrastive head, whatever the mode, learns from these targets).
@@ -25,6 +28,14 @@ class SslMode:
     summary = None  # what the --ssl help says of the mode
     student_dropout = False  # the model gets the decoder's dropout layers (a noisy student)
     learns_from_teacher = False  # --teacher labels its unlabeled pixels: an experiment's previous cycle's model
+    # The unlabeled crops in a forward of their own (see the module's docstring); not for S4AL+'s self-training,
+    # whose code puts both in one forward (MMLAL core_models.py, SegmenthorSSL.training_step).
+    separate_forward = False
+
+    @staticmethod
+    def unlabeled_batch_size(args):
+        """-u when not given: 4, S4AL+'s unlabeled batch (its Table 1: 2 labeled + 4 unlabeled crops per step)."""
+        return 4
 
     @staticmethod
     def add_flags(group):

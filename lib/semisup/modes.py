@@ -17,6 +17,8 @@ def add_ssl_flags(group):
 
 
 def check_ssl_flags(args):
-    """Refuse the flags of a mode that --ssl does not name; fill in the defaults of its own."""
+    """Refuse the flags of a mode that --ssl does not name; fill in the defaults of its own, and -u's."""
     for mode in SSL_MODES.values():
         mode.check_flags(args)
+    if args.unlabeled_batch_size is None:
+        args.unlabeled_batch_size = SSL_MODES[args.ssl].unlabeled_batch_size(args)

@@ -59,6 +59,8 @@ def pseudo_label_files(folder, teacher_path, threshold, dataset, image_ids, devi
     paths = {image_id: folder / f"{image_id}.png" for image_id in image_ids}
     stamp = {"teacher_sha256": sha256_of(teacher_path), "threshold": threshold,
              "images": hashlib.sha256("\n".join(image_ids).encode()).hexdigest()}
+    if dataset.resolution.tag:  # labels of the images at another --resize / --scale do not fit these (none: as before)
+        stamp["resolution"] = dataset.resolution.tag
     if (folder / STAMP).exists() and read_json(folder / STAMP, "pseudo-label stamp") == stamp:
         return paths
     checkpoint = load_checkpoint(teacher_path)

@@ -17,14 +17,16 @@ from torch.utils.data import DataLoader, Dataset
 from lib import seeding
 from lib.cli import positive_int
 from lib.data.base import UNLABELED, read_label
-from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip
+from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip, random_rescale
+from lib.errors import UserError
 from lib.semisup.augment import strong_augment
 
 
 @dataclass(frozen=True)
 class TrainingImages:
     """The images of a training run: the pool (`dataset`), the labeled items of each labeled image (`labeled`,
-    items of `unit`), the normalisation of the model's input, and the (H, W) of every crop, labeled or not."""
+    items of `unit`), the normalisation of the model's input, the (H, W) of every crop, labeled or not, and the
+    rescaling before it (lib.data.transforms.RandomScale; None: none)."""
 
     dataset: object
     unit: object
@@ -32,11 +34,13 @@ class TrainingImages:
     mean: list
     std: list
     crop: tuple
+    random_scale: object = None
 
 
 def add_unlabeled_batch_flag(group):
-    group.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=4,
-                       help="crops of unlabeled pixels added to every step's labeled batch")
+    group.add_argument("-u", "--unlabeled-batch-size", type=positive_int, default=None,
+                       help="crops of unlabeled pixels added to every step's labeled batch (default: -b with --ssl "
+                            "s4gan, as Mittal et al.; 4 otherwise, as S4AL+)")
 
 
 def images_with_unlabeled_pixels(image_ids, unit, labeled):
@@ -57,7 +61,7 @@ def unlabeled_images(args, images):
 def epoch_batches(args, images, ids, pseudo_paths=None):
     """epoch -> endless batches of -u crops of the images `ids` (UnlabeledCrops), for SslMode.batches."""
     crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, images.crop, args.seed, images.mean,
-                           images.std, pseudo_paths)
+                           images.std, pseudo_paths, images.random_scale)
     return functools.partial(unlabeled_batches, crops, batch_size=args.unlabeled_batch_size, workers=args.workers)
 
 
@@ -69,12 +73,14 @@ class UnlabeledCrops(Dataset):
     the crop is strongly augmented (self-training); without, they are UNLABELED and
     the crop is only cropped and flipped, as s4GAN's unlabeled images are. `labeled`
     maps partly labeled images to their items, whose masks are read only inside them.
+    With `random_scale` (lib.data.transforms.RandomScale) image and targets are first
+    rescaled, as the labeled crops are.
     """
 
-    def __init__(self, dataset, unit, ids, labeled, crop, seed, mean, std, pseudo_paths=None):
+    def __init__(self, dataset, unit, ids, labeled, crop, seed, mean, std, pseudo_paths=None, random_scale=None):
         self.dataset, self.unit, self.ids, self.labeled = dataset, unit, list(ids), labeled
         self.crop, self.seed, self.mean, self.std = crop, seed, mean, std
-        self.pseudo_paths = pseudo_paths
+        self.pseudo_paths, self.random_scale = pseudo_paths, random_scale
         self.epoch, self.repeat = 0, 0
 
     def __len__(self):
@@ -86,6 +92,9 @@ class UnlabeledCrops(Dataset):
             target = np.full(size, UNLABELED, np.uint8)
         else:
             target = read_label(self.pseudo_paths[image_id])
+            if target.shape != size:  # labels the teacher made at another --resize or --scale
+                raise UserError(f"{self.pseudo_paths[image_id]}: pseudo label is {target.shape[1]}x{target.shape[0]} "
+                                f"but its image is {size[1]}x{size[0]} here: delete the pseudo labels' folder")
         if image_id not in self.labeled:
             return target
         mask = self.dataset.load_mask(image_id)
@@ -95,7 +104,10 @@ class UnlabeledCrops(Dataset):
         image_id = self.ids[i]
         rng = seeding.unlabeled_sample_rng(self.seed, self.epoch, self.repeat, i)
         image = self.dataset.load_image(image_id)
-        image, target = random_crop_flip(image, self.target(image_id, image.shape[:2]), self.crop, rng)
+        target = self.target(image_id, image.shape[:2])
+        if self.random_scale is not None:
+            image, target = random_rescale(image, target, self.random_scale, rng)
+        image, target = random_crop_flip(image, target, self.crop, rng)
         if self.pseudo_paths is not None:
             image, target = strong_augment(image, target, rng)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(target)

@@ -2,8 +2,30 @@
 # (appendix B), shared by the scripts of its settings: DeepLabv3+ with an ImageNet
 # backbone, SGD lr 1e-3, momentum 0.9, weight decay 5e-4, poly schedule, batch 8,
 # 100 epochs per cycle, random crop and flip (256x512; 321x321 on VOC), 3 seeds.
-# The study's WRN-38 is not among our backbones: ARCH (resnet50) and PRETRAINED
-# (imagenet: torchvision's file in the torch hub cache; empty: none) choose.
+# ASPP and decoder learn at 10x lr (--head-lr-mult 10), the backbone at lr, no Nesterov
+# (ALSS:model/deeplabv3p.py optim_parameters l.183-185; query_strategies/strategy.py
+# l.51-55, l.104). Their code lists each parameter once per module above it (l.142-181:
+# `modules()` then recursive `parameters()`), and SGD steps every copy: a parameter's
+# effective rate and weight decay are 1 to 6 times its group's, by layer. We do not
+# reproduce that quirk: each parameter is stepped once at its group's rate.
+# Backbone: the study's WRN-38 at output stride 8 (ALSS:model/wider_resnet.py `wrn38`,
+# model/deeplabv3p.py) when PRETRAINED names its ImageNet checkpoint by the name the
+# study's code restores, wider_resnet38.pth.tar (torchvision has none); otherwise, with a
+# printed note, resnet50 at output stride 16 stands in (PRETRAINED imagenet: torchvision's
+# file in the torch hub cache; empty: none). ARCH and OUTPUT_STRIDE override the choice.
+# Resolution, from the study's code (the paper names only the crops): Cityscapes frames
+# are halved (1024x512) before their 256x512 crops, as semisup-semseg's RandomCrop_city
+# does (data/augmentations.py l.82-90; ALSS has no Cityscapes loader), and evaluated at
+# 512x1024 (semisup-semseg evaluate.py l.216-221): --scale 1/2 for both. A2D2 is
+# downsampled by 3, int(w/3) = 640x402, before its 256x512 crops (ALSS
+# data/dataloaders/a2d2.py l.82-108): --scale 1/3. Its code evaluates the whole frame
+# resized to 256x512 (a2d2.py l.63-76), another scale and aspect ratio than it trains at
+# (x0.27 across and x0.21 down, against x0.33): we evaluate as that code does
+# (EVAL_ARGS --resize 256x512), since the published numbers were measured so. VOC: each
+# sample rescaled by one of the 12 factors 0.5, 0.6, ..., 1.6 before its 321x321 crop
+# (ALSS data/dataloaders/pascal_voc.py l.39-43): --random-scale 0.5,1.6,0.1; evaluated at
+# full resolution (query_strategies/strategy.py l.167-170). Selections score the pool
+# at the resolution the model was trained at.
 # Methods: Random, Entropy, EqualAL, BALD, Coreset, each also with s4GAN
 # semi-supervised training (<method>-ssl): Mittal et al.'s settings, "except for the
 # learning rate of the discriminator which is set to 2.5e-5 for Cityscapes and A2D2";
@@ -25,12 +47,26 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
     SSL=s4gan SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6 --disc-lr 2.5e-5"
     local crop=256x512 pretrained=${PRETRAINED-imagenet}
     TRAIN_FLAGS=(${pretrained:+--pretrained "$pretrained"})  # an array: a path with spaces stays one word
+    local arch=${ARCH:-wrn38}
+    if [ -z "${ARCH:-}" ] && [[ $(basename -- "${pretrained:-none}") != wider_resnet38* ]]; then
+        arch=resnet50
+        echo "note: PRETRAINED is not the study's wider_resnet38.pth.tar: resnet50 at output stride 16 stands in" \
+            "for its WRN-38 at 8" >&2
+    fi
+    local output_stride=${OUTPUT_STRIDE:-$([ "$arch" = wrn38 ] && echo 8 || echo 16)}
     if [ "$DATASET" = voc ]; then
         crop=321x321 SSL_ARGS="--unlabeled-batch-size 8 --disc-threshold 0.6"
     fi
-    TRAIN_ARGS="--arch ${ARCH:-resnet50} --optimizer sgd --lr 1e-3
+    local resolution=  # see the header; folder: A2D2's Pool-Aug, frames of A2D2's size
+    case $DATASET in
+        cityscapes) resolution="--scale 1/2" ;;
+        a2d2 | folder) resolution="--scale 1/3" EVAL_ARGS="${EVAL_ARGS:+$EVAL_ARGS }--resize 256x512" ;;
+        voc) resolution="--random-scale 0.5,1.6,0.1" ;;
+    esac
+    TRAIN_ARGS="--arch $arch --output-stride $output_stride --optimizer sgd --lr 1e-3
         --momentum 0.9 --weight-decay 5e-4 --lr-schedule poly --batch-size 8 --epochs ${EPOCHS:-100}
-        --crop ${CROP:-$crop}"
+        --head-lr-mult 10
+        --crop ${CROP:-$crop} $resolution"
     run_experiment
 }
 
