@@ -4,7 +4,8 @@ r"""Train a segmentation model on the labeled items of an index file.
         --index runs/x/cycle0/index.json --out runs/x/cycle0/model.pt --resume
 
 Images, patches or regions: with patch and region units an image is trained on
-with its labeled items only, and the loss ignores every other pixel.
+with its labeled items only, and the loss ignores every other pixel; with
+--item-crops each labeled item is a sample of its own, cut to its box (MEAL).
 
 With --ssl selftrain or --ssl s4gan the unlabeled pixels of the pool take part too:
 through a teacher's pseudo labels (S4AL+), or through s4GAN's discriminator (the AL
@@ -21,7 +22,9 @@ writes the files (lib/distributed.py).
 A checkpoint is written after every epoch next to --out (`<out>.resume`); with
 --resume a killed run continues from it and reaches the same final weights as an
 uninterrupted run. The finished model is written to --out and the resume file is
-removed, so "--out exists" means "training is done".
+removed, so "--out exists" means "training is done". With --keep-best the model is
+evaluated on a validation split after every epoch, and --out gets the best epoch's
+weights (lib/best_epoch.py).
 """
 import argparse
 import os
@@ -33,7 +36,7 @@ import torch
 
 from lib import fast_path, seeding
 from lib.best_epoch import add_keep_best_flags, best_epoch_tracker, check_keep_best_flags
-from lib.checkpoint import save_checkpoint
+from lib.checkpoint import check_dataset, load_checkpoint, save_checkpoint
 from lib.cli import (
     MAX_SIDE,
     add_resolution_flags,
@@ -54,18 +57,18 @@ from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale
 from lib.distributed import SINGLE, joined, mean_across, sum_across
 from lib.engine import (
     LR_SCHEDULES,
+    EpochBatches,
     ItemCrops,
     LabeledCrops,
     default_crop,
-    epoch_loader,
-    expected_total_steps,
     largest_item,
     majority_class_warning,
-    steps_per_epoch,
     train_one_epoch,
+    training_loader,
 )
 from lib.errors import UserError, run_cli
 from lib.fileio import sha256_of
+from lib.fixed_steps import epoch_steps, sample_order, total_steps
 from lib.index import load_index
 from lib.label_stats import check_class_pixels
 from lib.losses import add_loss_flags, class_weights, make_criterion
@@ -82,7 +85,7 @@ from lib.semisup.contrastive import (
 )
 from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
 from lib.semisup.unlabeled import TrainingImages
-from lib.state_dicts import first_non_finite
+from lib.state_dicts import first_non_finite, key_differences
 from lib.text import plural
 from lib.threads import use_threads
 from lib.units import items_by_image, labeled_fractions, require_fit
@@ -110,11 +113,19 @@ def get_args_parser():
     model.add_argument("--freeze-backbone", action="store_true",
                        help="train ASPP and decoder only, the backbone keeps its weights and BatchNorm statistics "
                             "(MEAL)")
+    model.add_argument("--init-head-from", default=None, metavar="CHECKPOINT",
+                       help="start ASPP, decoder and contrastive head from this train.py checkpoint of the same "
+                            "--arch, --output-stride and classes, the backbone from --pretrained (the AL study's "
+                            "supervised cycles build on the previous cycle's model); default: a fresh head")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int, default=50,
                        help="passes over the labeled images (items with --item-crops), each seeing every one (full "
                             "batches: the last is filled up with images of the first, an image may appear twice, "
                             "never zero times)")
+    optim.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                       help="steps of an epoch instead: the labeled samples in the epoch's order over and over, as "
+                            "many as the steps take; the lr schedule counts them (S4AL+: 50 or 100 steps of -b 4, 100 "
+                            "or 300 of -b 2 with self-training; lib/fixed_steps.py) (default: every sample once)")
     optim.add_argument("-b", "--batch-size", type=positive_int, default=8, help="images per step")
     optim.add_argument("--crop", type=size_pair_up_to(MAX_SIDE), default=None,
                        help="random crop HxW (or one number), smaller images padded (default: 256 a side, or the "
@@ -206,7 +217,8 @@ def check_paths(args):
     mode = SSL_MODES[args.ssl]
     inputs = {"--data-root": args.data_root, "--index": args.index, "--pool": args.pool, **mode.input_paths(args),
               "--val-data-root": args.val_data_root, "--cache-dir": args.cache_dir,
-              "--pretrained": args.pretrained and pretrained_location(args.pretrained)}
+              "--pretrained": args.pretrained and pretrained_location(args.pretrained),
+              "--init-head-from": args.init_head_from}
     files = {"--out": args.out, "--out's .resume file": resume_path(args)}
     folders = {**mode.output_folders(args), "--cache-dir": args.cache_dir}
     check_outputs(inputs, files, folders)
@@ -334,13 +346,58 @@ class Run:
             getattr(self, name).load_state_dict(state[name])
 
 
-def start_run(args, model_args, num_samples, device, world=SINGLE):
+BACKBONE_KEYS = "backbone."  # the state-dict keys of DeepLabV3Plus.backbone; every other tensor is the head's
+
+
+def head_weights(path, model_args, dataset):
+    """--init-head-from: the tensors outside the backbone (ASPP, decoder, contrastive head) of the checkpoint at
+    `path`, checked to be of a model of this run's architecture, output stride and classes.
+
+    The AL study's supervised cycles build on the previous cycle's model: one network trains through them all, its
+    backbone (with its BatchNorm statistics) reloaded from ImageNet before each, ASPP and decoder kept
+    (sud0301/best_practices_ALSS query_strategies/strategy.py l.67-89); its SSL cycles re-initialise everything
+    (strategy_SSL.py l.133-149).
+    """
+    checkpoint = load_checkpoint(path)
+    check_dataset(checkpoint, path, dataset)
+    for key in ("arch", "output_stride"):
+        theirs = checkpoint["model_args"].get(key)
+        if theirs != model_args[key]:
+            raise UserError(f"--init-head-from {path}: a model of {key} {theirs!r}, this run trains one of "
+                            f"{model_args[key]!r}")
+    head = {name: tensor for name, tensor in checkpoint["model"].items() if not name.startswith(BACKBONE_KEYS)}
+    broken = first_non_finite(head)
+    if broken is not None:
+        raise UserError(f"--init-head-from {path}: NaN or infinite weights ({broken})")
+    return head
+
+
+def load_head(model, head, path):
+    """`head` (head_weights, read from `path`) into `model`: every tensor outside its backbone, of the same shape."""
+    own = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(BACKBONE_KEYS)}
+    differences = key_differences(own, head)
+    missing, unexpected = differences.missing, differences.unexpected
+    if missing or unexpected:  # a representation head (--contrastive) on one side only
+        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise UserError(f"--init-head-from {path}: not the head of this run's model: "
+                        f"{plural(len(missing), 'key')} missing, {len(unexpected)} unexpected (first {first})")
+    if differences.mismatched:
+        key = differences.mismatched[0]
+        raise UserError(f"--init-head-from {path}: {key} is {list(head[key].shape)} there, {list(own[key].shape)} in "
+                        f"this run's model")
+    model.load_state_dict(head, strict=False)  # the backbone's keys, left out, keep --pretrained's weights
+
+
+def start_run(args, model_args, num_samples, device, world=SINGLE, head=None):
     """The initial model (seeded by --seed: the same on every process) on `device`, with its optimiser, schedule
-    (over the steps of `num_samples` labeled samples an epoch) and scaler."""
+    (over the steps of `num_samples` labeled samples an epoch) and scaler; `head`: --init-head-from's tensors
+    (head_weights), loaded over the initial ones."""
     seeding.seed_initial_weights(args.seed)
     model = build_model(model_args)
     if args.pretrained:
         load_pretrained_backbone(model, args.pretrained, args.arch)
+    if head is not None:
+        load_head(model, head, args.init_head_from)
     if args.freeze_backbone:
         model.freeze_backbone()
     if args.sync_bn:
@@ -351,7 +408,8 @@ def start_run(args, model_args, num_samples, device, world=SINGLE):
     if world.distributed:
         network = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None)
     optimizer = make_optimizer(args, model)
-    lr_lambda = LR_SCHEDULES[args.lr_schedule](expected_total_steps(num_samples, args.batch_size, args.epochs))
+    lr_lambda = LR_SCHEDULES[args.lr_schedule](total_steps(num_samples, args.batch_size, args.epochs,
+                                                           args.steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     scaler = fast_path.grad_scaler(device, args.amp)
     return Run(model, optimizer, lr_lambda, scheduler, scaler, device, network)
@@ -424,18 +482,21 @@ def train_epochs(args, run, ssl, images, description, resumed, weights, world=SI
     confusion = torch.zeros((images.dataset.num_classes,) * 2, dtype=torch.long, device=run.device)  # last epoch's
     contrastive = contrastive_head(args)
     start_epoch = resumed["epoch"] + 1 if resumed else 1
-    per_epoch = steps_per_epoch(len(crops), args.batch_size)
+    per_epoch = epoch_steps(len(crops), args.batch_size, args.steps_per_epoch)
     before = earlier_progress(resumed)
     progress = Progress("train", per_epoch * (args.epochs - start_epoch + 1) + before["done"],
                         interval=args.log_interval, **before)
+    batches = EpochBatches(sample_order(crops.seed, len(crops), args.batch_size, args.steps_per_epoch),
+                           args.batch_size, world)
+    loader = training_loader(crops, batches, args.workers, pin_memory=run.device.type == "cuda")
     for epoch in range(start_epoch, args.epochs + 1):
-        seeding.seed_epoch(args.seed, epoch)
-        loader = epoch_loader(crops, epoch, args.batch_size, args.workers, world, pin_memory=run.device.type == "cuda")
+        seeding.seed_epoch(args.seed, epoch, world.rank)
+        batches.epoch = epoch
         progress.label = f"epoch {epoch}/{args.epochs} step"
         loss = train_one_epoch(run.network, epoch, loader, ssl, contrastive, run.optimizer, run.scheduler,
                                run.scaler, run.device, progress, criterion, confusion if epoch == args.epochs else None,
                                amp=args.amp)
-        if best is not None:
+        if best is not None and first_non_finite(run.model.state_dict()) is None:  # else save_epoch says it diverged
             best.update(epoch, run.model, run.device, world)
         save_epoch(args, run, ssl, description, epoch, mean_across(loss, world), progress, world, best)
     warning = majority_class_warning(sum_across(confusion, world).cpu(), images.dataset.class_names)
@@ -467,8 +528,10 @@ def train(args, world, device):
     counts = check_class_pixels(images.dataset, list(images.labeled), args.workers, args.index,
                                 f"its labeled items of split {args.split!r}", "learn", images.unit, images.labeled)
     weights = class_weights(args.class_weights, images.dataset.class_names, counts)
+    best = best_epoch_tracker(args, images) if args.keep_best else None  # its split checked before any training
     model_args = model_arguments(args, images.dataset.num_classes)
-    run = start_run(args, model_args, len(images.labeled), device, world)
+    head = head_weights(args.init_head_from, model_args, images.dataset) if args.init_head_from else None
+    run = start_run(args, model_args, len(labeled_samples(args, images)), device, world, head)
     index_sha256 = sha256_of(args.index)
     resumed = resume(args, train_args, index_sha256, run)
     # After the resume checks: a refused .resume file costs no teacher's labels.
@@ -476,15 +539,21 @@ def train(args, world, device):
     if resumed:
         with resume_errors(resume_path(args)):
             ssl.load_state_dict(resumed)
+            if best is not None:
+                best.load_state_dict(resumed["keep_best"])
     description = describe(args, train_args, model_args, images, index, index_sha256, weights)
     unit = index.unit
     what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
     processes = f" in {world.size} processes" if world.distributed else ""
-    print(f"training {args.arch} on {len(index.labeled)} labeled {what} of {args.dataset}/{args.split} "
+    as_crops = " as crops of their own" if args.item_crops else ""
+    print(f"training {args.arch} on {len(index.labeled)} labeled {what}{as_crops} of {args.dataset}/{args.split} "
           f"for {plural(args.epochs, 'epoch')} on {device}{processes}{fast_path.amp_note(device, args.amp)}")
-    progress = train_epochs(args, run, ssl, images, description, resumed, weights, world)
+    progress = train_epochs(args, run, ssl, images, description, resumed, weights, world, best)
     if world.is_writer and os.path.exists(resume_path(args)):
         os.remove(resume_path(args))
+    if best is not None:
+        print(f"kept epoch {best.epoch}/{args.epochs}, val mIoU {100 * best.miou:.2f} % (the last epoch's: "
+              f"{100 * best.mious[-1]:.2f} %)")
     print(f"wrote {args.out} ({format_duration(progress.elapsed())})")
 
 

@@ -100,26 +100,26 @@ with atomic_write(sys.argv[1]) as handle:
     fi
 }
 
-meal_cycle() {  # meal_cycle DATA_ROOT WEIGHTS [CROP]: scripts/camvid_meal.sh, one cycle of meal, seed 0
+meal_cycle() {  # meal_cycle DATA_ROOT WEIGHTS: scripts/camvid_meal.sh, one cycle of meal, seed 0
     local epochs=${EPOCHS:-25} images
     [ -z "$QUICK" ] || epochs=1
     images=$(find -L "$1/train" -name '*.png' | wc -l)
     # The summary's mIoU@B at a budget the cycle reaches, in % of the pool's 4x4 patches: the one cycle ends at
     # 64 (initial 32 + 32), the paper's setting at 288. Rounded down, it lies between the two cycles' budgets.
-    DATA_ROOT=$1 PRETRAINED=$2 CROP=${3:-} OUT=$OUT_DIR/camvid_meal METHODS=meal SEEDS=0 CYCLES=1 EPOCHS=$epochs \
+    DATA_ROOT=$1 PRETRAINED=$2 OUT=$OUT_DIR/camvid_meal METHODS=meal SEEDS=0 CYCLES=1 EPOCHS=$epochs \
         BUDGET=$((64 * 100 / (16 * images))) bash scripts/camvid_meal.sh
 }
 
-# Not POOL and CROP: the experiment scripts read those from the environment.
+# Not POOL: the experiment scripts read it from the environment.
 if [ -z "$QUICK" ] && [ -d "$CAMVID" ]; then
-    CYCLE_DATA=$CAMVID CYCLE_CROP=""
+    CYCLE_DATA=$CAMVID
 else
     # CamVid's size (367 train images), or 8 tiny frames with --quick
     height=360 width=480 sequences=184
     [ -z "$QUICK" ] || height=64 width=96 sequences=4
     part "data: a synthetic pool in CamVid's layout (no CamVid at $CAMVID, or --quick)" \
         synthetic_camvid "$OUT_DIR/synthetic" "$height" "$width" "$sequences"
-    CYCLE_DATA=$OUT_DIR/synthetic/camvid CYCLE_CROP=${height}x$width
+    CYCLE_DATA=$OUT_DIR/synthetic/camvid
 fi
 
 part "score, -j 2 (select.py's default)" "$PYTHON" bench/bench_score.py $QUICK --data-root "$CYCLE_DATA" --images 0 -j 2
@@ -132,7 +132,7 @@ part "pool: select.py on large pools, $DEVICE" "$PYTHON" bench/bench_large_pool.
     --device "$DEVICE"
 part "train" "$PYTHON" bench/bench_train.py $QUICK
 WEIGHTS=$(backbone_weights)
-part "cycle: one cycle of scripts/camvid_meal.sh" meal_cycle "$CYCLE_DATA" "$WEIGHTS" "$CYCLE_CROP"
+part "cycle: one cycle of scripts/camvid_meal.sh" meal_cycle "$CYCLE_DATA" "$WEIGHTS"
 
 echo
 if [ ${#FAILED[@]} -gt 0 ]; then

@@ -88,17 +88,18 @@ def same_buffers_as_writer(model, world):
             dist.broadcast(buffer, 0)
 
 
-def best_epoch_tracker(args, train_dataset, mean, std, resolution):
-    """The BestEpoch of --keep-best: its validation split opened at the training `resolution` (evaluate.py's
-    default for a checkpoint too), of the classes of `train_dataset`; checked before any training."""
+def best_epoch_tracker(args, images):
+    """The BestEpoch of --keep-best for a run on `images` (lib.semisup.unlabeled.TrainingImages): its validation
+    split read at the training resolution (evaluate.py's default for a checkpoint too), checked to have the classes
+    trained on and masks of them."""
     name, root = args.val_dataset or args.dataset, args.val_data_root or args.data_root
     split = args.val_split or DEFAULT_SPLIT
-    dataset = open_dataset(name, root, split, args.cache_dir, resolution)
-    if dataset.class_names != train_dataset.class_names:
+    dataset = open_dataset(name, root, split, args.cache_dir, images.dataset.resolution)
+    if dataset.class_names != images.dataset.class_names:
         raise UserError(f"--keep-best: the classes of {name} split {split!r} ({', '.join(dataset.class_names)}) are "
-                        f"not those trained on ({', '.join(train_dataset.class_names)})")
+                        f"not those trained on ({', '.join(images.dataset.class_names)})")
     ids = [image_id for image_id in dataset.ids if dataset.has_mask(image_id)]
     if not ids:
         raise UserError(f"{root}: split {split!r} has no masks for --keep-best to evaluate against")
     check_class_pixels(dataset, ids, args.workers, root, f"split {split!r}", "evaluate")
-    return BestEpoch(dataset, ids, mean, std, args.batch_size, args.workers, args.amp)
+    return BestEpoch(dataset, ids, images.mean, images.std, args.batch_size, args.workers, args.amp)

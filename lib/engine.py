@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lib import fast_path, seeding
 from lib.data.base import IGNORE_INDEX
@@ -130,14 +130,49 @@ def epoch_order(seed, epoch, count, batch_size):
     return order + [count + i for i in order[:missing]]
 
 
-def epoch_loader(crops, epoch, batch_size, workers, world=SINGLE, pin_memory=False):
-    """The loader of one epoch, its order drawn from (seed, epoch) (see epoch_order). Under torchrun a rank loads its
-    share of every batch (lib.distributed.rank_share): the ranks' shares of a step are together the batch of the
-    single-process run, each sample drawn as there."""
-    crops.epoch = epoch
-    order = epoch_order(crops.seed, epoch, len(crops), batch_size)
-    batches = [rank_share(order[start:start + batch_size], world) for start in range(0, len(order), batch_size)]
-    return DataLoader(crops, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
+class EpochBatches(Sampler):
+    """The batches of one epoch, the one set in `epoch` before each pass, for a DataLoader kept over the whole run.
+
+    `order_of(epoch)` gives the epoch's sample indices in batches of `batch_size`
+    (epoch_order, or lib.fixed_steps' order). Each index goes out as (epoch, index), see
+    _EpochSamples. Under torchrun a rank gets its share of every batch
+    (lib.distributed.rank_share): the ranks' shares of a step are together the batch of
+    the single-process run, each sample drawn as there.
+    """
+
+    def __init__(self, order_of, batch_size, world=SINGLE):
+        self.order_of, self.batch_size, self.world = order_of, batch_size, world
+        self.epoch = 1
+
+    def __iter__(self):
+        order = self.order_of(self.epoch)
+        for start in range(0, len(order), self.batch_size):
+            yield [(self.epoch, i) for i in rank_share(order[start:start + self.batch_size], self.world)]
+
+    def __len__(self):
+        return -(-len(self.order_of(self.epoch)) // self.batch_size)
+
+
+class _EpochSamples(Dataset):
+    """`samples` (LabeledCrops, ItemCrops) indexed by (epoch, index): the epoch travels with each index, so a worker
+    that lives through every epoch, with its own copy of the dataset, draws the sample of the right epoch."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, key):
+        self.samples.epoch, index = key
+        return self.samples[index]
+
+
+def training_loader(samples, batches, workers, pin_memory=False):
+    """The one DataLoader of a run's labeled batches (`batches`, EpochBatches): its -j workers are started once and
+    serve every epoch, instead of a new set of processes per epoch."""
+    return DataLoader(_EpochSamples(samples), batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0)
 
 
 def batch_forward(model, images, split, with_embeddings):

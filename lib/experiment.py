@@ -10,8 +10,10 @@ milliseconds (tests/test_experiment.py parses every step with its script's parse
 Layout (`Layout`, also read by lib/report.py):
 
     OUT/<method>/seed<k>/cycle<c>/{index.json, model.pt, metrics.json, scores.json}
+    OUT/<method>/seed<k>/cycle<c>/teacher/  SSL_TEACHER=supervised: the supervised teacher of the cycle's labels
     OUT/_initial/seed<k>/            the initial cycle, one random draw per seed shared by every method
-    OUT/_initial/seed<k>/<variant>/  its model for methods whose models need other training flags
+    OUT/_initial/seed<k>/<variant>/  its model for methods whose models need other training flags (and the
+                                     initial teacher of SSL_TEACHER=supervised, named by TEACHER_ARGS)
     OUT/_initial/seed<k>/umap.pt     MEAL's map of the pool, fitted once per seed
     OUT/_full/seed<k>/               the fully supervised reference (FULL=1)
 """
@@ -25,6 +27,9 @@ from pathlib import Path
 from lib.errors import UserError
 
 INITIAL, FULL = "_initial", "_full"
+TEACHER = "teacher"  # a cycle's subfolder holding its supervised teacher (SSL_TEACHER=supervised)
+# SSL_TEACHER: the teacher of a cycle's model under an --ssl mode that learns from one.
+PREVIOUS, SUPERVISED = "previous", "supervised"
 SEED_DIR = re.compile(r"^seed(\d+)$")
 CYCLE_DIR = re.compile(r"^cycle(\d+)$")
 MODEL_FILES = ("index.json", "model.pt", "metrics.json")
@@ -60,7 +65,8 @@ class Layout:
         if parts[0] == FULL:
             return f"seed {seed}, full supervision"
         cycle = next((m[1] for part in parts if (m := CYCLE_DIR.match(part))), "?")
-        return f"seed {seed}, {parts[0]}, cycle {cycle} of {cycles}"
+        teacher = " (its supervised teacher)" if TEACHER in parts[3:-1] else ""
+        return f"seed {seed}, {parts[0]}, cycle {cycle} of {cycles}{teacher}"
 
     def metrics_files(self):
         """{method: {seed: [(cycle, metrics.json), ...] by cycle}} of the finished cycles."""
@@ -120,6 +126,10 @@ class Config:
     launcher: tuple = ()  # the command that starts those steps instead (its words; default torchrun with NPROC)
     ssl: str = "s4gan"
     ssl_args: tuple = ()
+    ssl_teacher: str = PREVIOUS  # or SUPERVISED: a supervised model of the cycle's own labels, trained first
+    teacher_args: tuple = ()  # train.py flags of those supervised teachers beyond TRAIN_ARGS
+    last_train_args: tuple = ()  # train.py flags of the last acquisition cycle's models, after all others
+    warm_start: bool = False  # cycles >= 1 of the methods without -ssl start their head from the previous model
     unit_args: tuple = ()
     train_args: tuple = ()
     select_args: tuple = ()
@@ -215,11 +225,14 @@ class MethodPlan:
     train_flags: tuple  # flags of every model of the method, the initial one included
     select_flags: tuple  # beyond those of MEAL's map of the pool, which name the seed's folder
     reads_pool_map: bool
-    teacher: bool  # train on the previous cycle's model as teacher
+    teacher: str = ""  # "": none; PREVIOUS or SUPERVISED (SSL_TEACHER)
+    teacher_flags: tuple = ()  # a SUPERVISED teacher's training flags (TEACHER_ARGS)
+    warm_start: bool = False  # WARM_START: cycles >= 1 start ASPP and decoder from the previous cycle's model
 
     def initial_folder(self):
-        """The folder under _initial/seed<k> of the initial model with these training flags ("" for none)."""
-        return flags_folder_name(self.train_flags)
+        """The folder under _initial/seed<k> of the initial model with these training flags ("" for none). One
+        trained on a supervised teacher is not the teacher-less one an experiment of SSL_TEACHER=previous has."""
+        return flags_folder_name(self.train_flags + (("--supervised-teacher",) if self.teacher == SUPERVISED else ()))
 
     def legacy_initial_folder(self):
         """The same folder as the shell loop before lib/experiment.py named it: the flags without spaces and
@@ -242,8 +255,10 @@ def method_plan(name, config):
     method = METHODS[variant.acquisition]
     train_flags = (("--ssl", config.ssl, *config.ssl_args) if ssl else ()) + (
         ("--mc-dropout",) if method.needs_mc_dropout else ())
-    return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.reads_pool_map,
-                      ssl and SSL_MODES[config.ssl].learns_from_teacher)
+    teacher = config.ssl_teacher if ssl and SSL_MODES[config.ssl].learns_from_teacher else ""
+    # The study's code warm-starts its supervised cycles only; its SSL cycles start afresh (scripts/lib/study.sh).
+    return MethodPlan(name, variant.acquisition, train_flags, variant.select_flags, method.reads_pool_map, teacher,
+                      config.teacher_args, config.warm_start and not ssl)
 
 
 def flags_folder_name(flags):
@@ -294,6 +309,7 @@ class Link:
 
 def plan(config):
     """[Step | Link] of the whole experiment, in the order they run."""
+    check_teacher_settings(config)
     methods = [method_plan(name, config) for name in config.methods]  # every name checked before any work
     steps = []
     if config.a2d2_pools:
@@ -309,6 +325,16 @@ def plan(config):
     steps.append(Step("evaluate.py", ("--experiment", config.out, *_option("--budget", config.budget),
                                       *_option("--setting", config.setting), *config.summary_args), None))
     return steps
+
+
+def check_teacher_settings(config):
+    """SSL_TEACHER is a kind of teacher, and TEACHER_ARGS go to teachers that are trained."""
+    if config.ssl_teacher not in (PREVIOUS, SUPERVISED):
+        raise UserError(f"SSL_TEACHER: {config.ssl_teacher!r} is neither {PREVIOUS} (the previous cycle's model) "
+                        f"nor {SUPERVISED} (a supervised model of the cycle's labels)")
+    if config.teacher_args and config.ssl_teacher != SUPERVISED:
+        raise UserError(f"TEACHER_ARGS: flags of the supervised teachers of SSL_TEACHER={SUPERVISED}, but "
+                        f"SSL_TEACHER is {config.ssl_teacher}")
 
 
 def _option(flag, value):
@@ -355,7 +381,9 @@ def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
 
 
 def method_cycles(config, method, seed):
-    """The method's initial cycle (the seed's shared draw, trained with its flags) and its cycles."""
+    """The method's initial cycle (the seed's shared draw, trained with its flags) and its cycles; with
+    `method.warm_start` the model of each of these (not the initial one) starts its head (--init-head-from) from the
+    previous cycle's model, the study's supervised cycles (scripts/lib/study.sh)."""
     layout = config.layout
     initial, variant = layout.initial(seed), layout.initial(seed, method.initial_folder())
     cycle0 = layout.cycle(method.name, seed, 0)
@@ -363,9 +391,15 @@ def method_cycles(config, method, seed):
     steps = []
     if variant != initial:
         steps.append(Link(str(initial), str(variant), ("index.json",), shared))
-        legacy = layout.initial(seed, method.legacy_initial_folder())
-        steps.append(Link(str(legacy), str(variant), MODEL_FILES[1:], shared, optional=True))
-    steps += train_and_evaluate(config, variant, seed, method.train_flags, shared)
+        if method.teacher != SUPERVISED:  # the shell loop trained no model on such a teacher
+            legacy = layout.initial(seed, method.legacy_initial_folder())
+            steps.append(Link(str(legacy), str(variant), MODEL_FILES[1:], shared, optional=True))
+    teacher = ()
+    if method.teacher == SUPERVISED:
+        teacher_steps, teacher_model = initial_teacher(config, method, seed, shared)
+        steps += teacher_steps
+        teacher = ("--teacher", teacher_model)
+    steps += train_and_evaluate(config, variant, seed, method.train_flags + teacher, shared)
     steps.append(Link(str(variant), str(cycle0), MODEL_FILES))
     select_flags = method.select_flags
     if method.reads_pool_map:
@@ -378,6 +412,33 @@ def method_cycles(config, method, seed):
             "--checkpoint", str(previous / "model.pt"), *_option("--budget", config.step), "--seed", str(seed),
             "--out", str(index), "--scores-out", str(folder / "scores.json"), *_option("--device", config.device),
             *config.unit_args, *config.select_args, *select_flags), str(index), distributed=True))
-        teacher = ("--teacher", str(previous / "model.pt")) if method.teacher else ()
-        steps += train_and_evaluate(config, folder, seed, method.train_flags + teacher)
+        warm = ("--init-head-from", str(previous / "model.pt")) if method.warm_start else ()
+        last = config.last_train_args if cycle == config.cycles else ()
+        steps += cycle_models(config, method, seed, folder, previous, warm + last)
     return steps
+
+
+def initial_teacher(config, method, seed, needed_for):
+    """(steps, model path) of the supervised teacher of the initial draw: the draw's model trained with TEACHER_ARGS,
+    shared by the methods that learn from it (the draw's own model when TEACHER_ARGS is empty)."""
+    initial, folder = config.layout.initial(seed), config.layout.initial(seed, flags_folder_name(method.teacher_flags))
+    link = [Link(str(initial), str(folder), ("index.json",), needed_for)] if folder != initial else []
+    return link + train_and_evaluate(config, folder, seed, method.teacher_flags, needed_for), str(folder / "model.pt")
+
+
+def cycle_models(config, method, seed, folder, previous, extra_flags):
+    """The training and evaluation of a cycle's model in `folder` (its flags followed by `extra_flags`), on its
+    teacher: the `previous` cycle's model (SSL_TEACHER=previous), or a supervised model of the cycle's own labels,
+    trained before it in folder/teacher with the same `extra_flags` (SSL_TEACHER=supervised). The model, not
+    its teacher, selects the next cycle's items: the final model of a generation in S4AL+'s code (Nishant213/MMLAL
+    main_al.py l.70-106, where each generation's student becomes the model)."""
+    flags = method.train_flags + extra_flags
+    if method.teacher == PREVIOUS:
+        return train_and_evaluate(config, folder, seed, flags + ("--teacher", str(previous / "model.pt")))
+    if method.teacher != SUPERVISED:
+        return train_and_evaluate(config, folder, seed, flags)
+    teacher = folder / TEACHER
+    done = tuple(str(folder / name) for name in MODEL_FILES[1:])  # the model's: its teacher is then not needed
+    return [Link(str(folder), str(teacher), ("index.json",), done),
+            *train_and_evaluate(config, teacher, seed, method.teacher_flags + extra_flags, done),
+            *train_and_evaluate(config, folder, seed, flags + ("--teacher", str(teacher / "model.pt")))]

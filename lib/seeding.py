@@ -17,9 +17,11 @@ def seed_initial_weights(seed):
     torch.manual_seed(seed)
 
 
-def seed_epoch(seed, epoch):
-    """Seed torch's global RNG for an epoch's steps: dropout and any other torch randomness."""
-    torch.manual_seed(_epoch_seed(seed, epoch))
+def seed_epoch(seed, epoch, rank=0):
+    """Seed torch's global RNG for an epoch's steps: dropout and any other torch randomness. Under torchrun each
+    process (`rank`) draws its own masks for its share of the batch; rank 0 those of a single process."""
+    torch.manual_seed(_epoch_seed(seed, epoch) if rank == 0
+                      else random.Random(f"{seed}/{epoch}/rank/{rank}").getrandbits(63))
 
 
 def labeled_order(seed, epoch, count):

@@ -9,10 +9,10 @@
 #   DATA_ROOT=/data/camvid bash scripts/camvid_meal.sh
 #
 # DATA_ROOT is CamVid in the SegNet layout (train/, trainannot/, val/, valannot/).
-# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, PRETRAINED (ImageNet
+# Overridable: OUT, METHODS, SEEDS, EPOCHS, LAST_EPOCHS, CYCLES, DEVICE, PRETRAINED (ImageNet
 # MobileNetV2 weights: a torchvision state-dict file, or 'imagenet' for the torch
 # hub cache), FULL. Run it again after a kill and it resumes where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/meal.sh"
-run_meal camvid 8 360x480
+run_meal camvid 8

@@ -11,9 +11,9 @@
 #   DATA_ROOT=/data/cityscapes bash scripts/cityscapes_meal.sh
 #
 # DATA_ROOT is Cityscapes (leftImg8bit/, gtFine/).
-# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, PRETRAINED, FULL.
+# Overridable: OUT, METHODS, SEEDS, EPOCHS, LAST_EPOCHS, CYCLES, DEVICE, PRETRAINED, FULL.
 # Run it again after a kill and it resumes where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib/meal.sh"
-run_meal cityscapes 14 512x1024
+run_meal cityscapes 14

@@ -11,7 +11,7 @@ from lib.acquire import METHODS, cycle_seed
 from lib.acquire.auto import AutoRule
 from lib.acquire.budget import budget_text, parse_budget
 from lib.acquire.context import ItemReader, SelectionContext
-from lib.acquire.inputs import MODEL_NEEDS, PROVIDERS, check_flags, inputs_read, model_needs
+from lib.acquire.inputs import DEFAULT_POOLING, MODEL_NEEDS, PROVIDERS, check_flags, inputs_read, model_needs
 from lib.acquire.rank import random_subset, top_k
 from lib.acquire.reduce import REDUCTIONS
 from lib.acquire.scores import entropy_map
@@ -233,7 +233,7 @@ def flags(method, **given):
     """select.py's flags of the inputs: none given but `given`."""
     none = dict.fromkeys(("checkpoint", "features", "scores", "umap_cache", "pretrained", "report_redundancy",
                           *MODEL_FILE_FLAGS))
-    return argparse.Namespace(**{**none, "method": method, **given})
+    return argparse.Namespace(**{**none, "method": method, "feature_pooling": DEFAULT_POOLING, **given})
 
 
 @pytest.mark.parametrize(("method", "given", "read", "needs"), [
@@ -269,6 +269,8 @@ def test_inputs_read_and_what_they_ask_of_the_model(method, given, read, needs):
                                     "--report-redundancy reads them with any method)"),
     ("random", {"report_redundancy": True},
      "--report-redundancy needs image features: give --checkpoint or --features FILE"),
+    ("coreset", {"features": "f.npz", "feature_pooling": "grid2x2"},
+     "--feature-pooling grid2x2 pools the model's feature map, but --features gives the features"),
 ])
 def test_flags_are_checked_against_the_inputs_read(method, given, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -277,5 +279,7 @@ def test_flags_are_checked_against_the_inputs_read(method, given, message):
 
 def test_flags_that_give_every_input_pass():
     for method, given in (("coreset", {"features": "f.npz"}), ("meal", {"checkpoint": "m.pt", "umap_cache": "u.pt"}),
-                          ("random", {"checkpoint": "m.pt"}), ("uniform", {})):
+                          ("random", {"checkpoint": "m.pt"}), ("uniform", {}),
+                          # an experiment's SELECT_ARGS go to every method: one without features takes it, unused
+                          ("entropy", {"checkpoint": "m.pt", "feature_pooling": "grid2x2"})):
         check_flags(METHODS[method], flags(method, **given))

@@ -14,7 +14,7 @@ from lib.acquire import context as acquire_context
 from lib.acquire.context import ItemReader
 from lib.data import open_dataset
 from lib.distributed import SINGLE, World, launched_world, rank_share, shard_batches
-from lib.engine import epoch_loader, epoch_order
+from lib.engine import EpochBatches, epoch_order
 from lib.errors import UserError
 from lib.experiment import Config, Step, plan
 from lib.models import build_model
@@ -64,22 +64,16 @@ def test_a_training_batch_is_split_into_contiguous_shares_that_differ_by_at_most
     assert sorted(map(len, shares)) == [2, 2, 3]
 
 
-class _Samples(torch.utils.data.Dataset):
-    seed, epoch = 5, 0
-
-    def __len__(self):
-        return 10
-
-    def __getitem__(self, i):
-        return i
-
-
 def test_every_step_of_the_ranks_together_is_the_single_process_step():
-    samples = _Samples()
-    single = [batch.tolist() for batch in epoch_loader(samples, 3, 4, 0)]
-    ranks = [[batch.tolist() for batch in epoch_loader(samples, 3, 4, 0, World(rank, 2))] for rank in range(2)]
-    assert [first + second for first, second in zip(*ranks)] == single
-    assert sum(single, []) == epoch_order(5, 3, 10, 4)
+    def order_of(epoch):
+        return epoch_order(5, epoch, 10, 4)
+
+    single, *ranks = (EpochBatches(order_of, 4, world) for world in (SINGLE, World(0, 2), World(1, 2)))
+    for batches in (single, *ranks):
+        batches.epoch = 3
+    assert [first + second for first, second in zip(*ranks)] == list(single)
+    assert [index for batch in single for epoch, index in batch] == epoch_order(5, 3, 10, 4)
+    assert {epoch for batch in single for epoch, _ in batch} == {3}
 
 
 def test_a_process_without_a_batch_of_its_own_gets_every_feature_row(synthetic_pool, monkeypatch):
@@ -229,7 +223,8 @@ def test_nproc_runs_the_model_steps_of_an_experiment_under_torchrun():
     assert distributed == {("train.py", True), ("train.py", False), ("select.py", True), ("evaluate.py", True)}
     assert all(("--ssl" in step.argv) != step.distributed for step in steps if step.script == "train.py")
     assert not any(step.distributed for step in steps if step.script == "evaluate.py" and "--experiment" in step.argv)
-    assert Config.from_environ({**env, "LAUNCHER": "srun -n 4 python"}).step_launcher == ("srun", "-n", "4", "python")
+    custom = Config.from_environ({**env, "LAUNCHER": "torchrun --nproc-per-node 2 --master-port 29600"})
+    assert custom.step_launcher == ("torchrun", "--nproc-per-node", "2", "--master-port", "29600")
     assert Config.from_environ({**env, "NPROC": "1"}).step_launcher == ()
 
 

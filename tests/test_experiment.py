@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_paper_scripts_pass_each_path_as_one_word(tmp_path, script, methods):
     out, data, pretrained, pools = (paths[name] for name in ("OUT", "DATA_ROOT", "PRETRAINED", "POOLS"))
     for step in commands(steps):
         argv = step.argv
-        for flag in ("--index", "--checkpoint", "--teacher", "--umap-cache", "--scores-out"):
+        for flag in ("--index", "--checkpoint", "--teacher", "--init-head-from", "--umap-cache", "--scores-out"):
             assert value(argv, flag) is None or value(argv, flag).startswith(out + "/"), (flag, argv)
         if step.script == "scripts/make_a2d2_pools.py":
             assert value(argv, "--data-root") == data and value(argv, "--out") == pools
@@ -107,21 +108,65 @@ def test_paper_scripts_pass_each_path_as_one_word(tmp_path, script, methods):
             if step.script == "train.py" and script != "demo.sh":
                 assert value(argv, "--pretrained") == pretrained, argv
 
-    def cycle1(script_name, method):
-        [argv] = [s.argv for s in commands(steps)
-                  if s.script == script_name and value(s.argv, "--out").startswith(f"{out}/{method}/seed0/cycle1/")]
+    def cycle1(script_name, method, folder="cycle1"):
+        [argv] = [s.argv for s in commands(steps) if s.script == script_name
+                  and os.path.dirname(value(s.argv, "--out")) == f"{out}/{method}/seed0/{folder}"]
         return argv
 
     if script == "camvid_meal.sh":
         assert value(cycle1("select.py", "meal"), "--umap-cache") == f"{out}/_initial/seed0/umap.pt"
         assert value(cycle1("select.py", "meal"), "--pretrained") == pretrained
-    if script == "camvid_s4al.sh":  # self-training: the teacher is the previous cycle's model
-        assert value(cycle1("train.py", "entropy-ssl"), "--teacher") == f"{out}/entropy-ssl/seed0/cycle0/model.pt"
+    if script == "camvid_s4al.sh":  # self-training: the teacher is a supervised model of the cycle's labels
+        teacher = f"{out}/entropy-ssl/seed0/cycle1/teacher"
+        assert value(cycle1("train.py", "entropy-ssl"), "--teacher") == f"{teacher}/model.pt"
+        assert value(cycle1("train.py", "entropy-ssl", "cycle1/teacher"), "--index") == f"{teacher}/index.json"
     if script == "cityscapes_10_10.sh":
         assert value(cycle1("select.py", "uniform5-entropy"), "--prefilter") == "uniform@5"
         assert "--mc-dropout" in cycle1("train.py", "bald") and "--mc-dropout" not in cycle1("train.py", "entropy-ssl")
         assert value(cycle1("train.py", "entropy-ssl"), "--ssl") == "s4gan"
+        # WARM_START=1 (study.sh): the supervised methods' heads go on from the previous cycle, the -ssl ones not
+        assert value(cycle1("train.py", "bald"), "--init-head-from") == f"{out}/bald/seed0/cycle0/model.pt"
+        assert "--init-head-from" not in cycle1("train.py", "entropy-ssl")
         assert f"{out}/_initial/seed0/mc-dropout/model.pt" in [s.output for s in commands(steps)]
+
+
+@pytest.mark.parametrize(("script", "supervised_steps", "student_steps", "last_epochs"), [
+    ("camvid_s4al.sh", 50, 100, 150), ("cityscapes_s4al.sh", 100, 300, 200)])
+def test_s4al_scripts_train_as_its_table_1(tmp_path, script, supervised_steps, student_steps, last_epochs):
+    """S4AL+'s Table 1 and code (scripts/lib/s4al.sh): 10 % of the images whole to start; supervised models of 4
+    crops a step, students of 2 + 4 on the teacher of their own cycle's labels; the last cycle longer; the
+    teacher's logits averaged over 3 scales; the ReCo values of the code (teachers and students)."""
+    config, steps = handed_over(script, tmp_path, DATA_ROOT=str(tmp_path / "data"), OUT=str(tmp_path / "out"),
+                                SEEDS="0")
+    assert (config.initial_method, config.initial, config.ssl_teacher) == ("random-images", "10%px", "supervised")
+    out = tmp_path / "out"
+    trained = {folder: PARSERS["train.py"].parse_args(list(step.argv))
+               for folder, (_, step) in trained_by_folder(steps, out).items()}
+    students = {folder for folder, args in trained.items() if args.ssl == "selftrain"}
+    teachers = {Path(trained[folder].teacher).parent.relative_to(out).as_posix() for folder in students}
+    assert teachers == {"_initial/seed0/" + flags_folder_name(config.teacher_args)} | {
+        f"entropy-ssl/seed0/cycle{c}/teacher" for c in range(1, config.cycles + 1)}
+    for folder, args in trained.items():
+        last = f"/cycle{config.cycles}" in f"/{folder}/"
+        assert args.epochs == (last_epochs if last else 100), folder
+        if folder in students:
+            assert (args.batch_size, args.unlabeled_batch_size, args.steps_per_epoch) == (2, 4, student_steps)
+            assert args.pseudo_scales == (0.5, 1.0, 2.0) and args.pseudo_threshold == 0.7
+        else:
+            assert (args.batch_size, args.steps_per_epoch) == (4, supervised_steps), folder
+        if folder in students | teachers:  # the teachers too: Table 1's "10% LD, Yes" row
+            assert (args.contrastive, args.reco_temperature, args.reco_queries, args.reco_negatives,
+                    args.reco_strong_threshold, args.reco_weight) == ("reco", 0.5, 128, 256, 0.95, 1.0), folder
+
+
+def test_meal_trains_32_epochs_after_the_last_acquisition_step(tmp_path):
+    """MEAL (scripts/lib/meal.sh): 25 epochs after each acquisition step, 32 after the last (meal.md l.197)."""
+    config, steps = handed_over("camvid_meal.sh", tmp_path, DATA_ROOT=str(tmp_path / "data"),
+                                OUT=str(tmp_path / "out"), SEEDS="0", METHODS="entropy")
+    epochs = {folder: PARSERS["train.py"].parse_args(list(step.argv)).epochs
+              for folder, (_, step) in trained_by_folder(steps, tmp_path / "out").items()}
+    assert {folder for folder, n in epochs.items() if n == 32} == {f"entropy/seed0/cycle{config.cycles}"}
+    assert set(epochs.values()) == {25, 32}
 
 
 def tiny_config(out, **fields):
@@ -140,6 +185,105 @@ def test_the_initial_draw_is_shared_and_variants_get_their_own_model(tmp_path):
     assert links == {"entropy/seed0/cycle0": "_initial/seed0", "random/seed0/cycle0": "_initial/seed0",
                      "bald/seed0/cycle0": "_initial/seed0/mc-dropout",
                      "bald-ssl/seed0/cycle0": "_initial/seed0/ssl=s4gan,disc-lr=2.5e-5,mc-dropout"}
+
+
+def trained_by_folder(steps, root):
+    """{folder of a model, relative to root: (its train.py step's position in `steps`, the step)}."""
+    return {Path(step.output).parent.relative_to(root).as_posix(): (i, step) for i, step in enumerate(steps)
+            if isinstance(step, Step) and step.script == "train.py"}
+
+
+def last_value(argv, flag):
+    """The value of the last `flag` in argv, the one argparse keeps."""
+    return argv[len(argv) - argv[::-1].index(flag)]
+
+
+def test_supervised_teachers_train_before_every_model_the_initial_one_included(tmp_path):
+    """SSL_TEACHER=supervised (S4AL+): a cycle's teacher is a supervised model of the cycle's own labels, trained
+    first with TEACHER_ARGS; its student is the cycle's model, which selects the next items."""
+    ssl = {"ssl": "selftrain", "ssl_args": ("--pseudo-threshold", "0.8"), "teacher_args": ("--contrastive", "reco")}
+    config = tiny_config(tmp_path, methods=("entropy", "entropy-ssl"), ssl_teacher="supervised", **ssl)
+    steps = plan(config)
+    trained = trained_by_folder(steps, tmp_path)
+    first_teacher = "_initial/seed0/contrastive=reco"
+    first_student = "_initial/seed0/ssl=selftrain,pseudo-threshold=0.8,supervised-teacher"
+    teachers = [first_teacher, "entropy-ssl/seed0/cycle1/teacher", "entropy-ssl/seed0/cycle2/teacher"]
+    students = [first_student, "entropy-ssl/seed0/cycle1", "entropy-ssl/seed0/cycle2"]
+    for teacher, student in zip(teachers, students):
+        (before, teacher_step), (after, student_step) = trained[teacher], trained[student]
+        assert before < after and value(student_step.argv, "--teacher") == str(tmp_path / teacher / "model.pt")
+        assert value(teacher_step.argv, "--contrastive") == "reco" and "--ssl" not in teacher_step.argv
+        assert value(teacher_step.argv, "--index") == str(tmp_path / teacher / "index.json")
+        assert value(student_step.argv, "--ssl") == "selftrain" and "--contrastive" not in student_step.argv
+    links = {(Path(link.source).relative_to(tmp_path).as_posix(), Path(link.target).relative_to(tmp_path).as_posix())
+             for link in steps if isinstance(link, Link) and link.names == ("index.json",)}
+    assert {("_initial/seed0", first_teacher), ("entropy-ssl/seed0/cycle1", teachers[1])} <= links
+    # a teacher's steps are not needed once its student is done
+    assert trained[teachers[1]][1].needed_for == tuple(str(tmp_path / students[1] / name)
+                                                       for name in ("model.pt", "metrics.json"))
+    selections = [s for s in commands(steps) if s.script == "select.py" and "/entropy-ssl/" in s.output]
+    assert [value(s.argv, "--checkpoint") for s in selections] == [
+        str(tmp_path / f"entropy-ssl/seed0/cycle{c}/model.pt") for c in (0, 1)]  # the students select
+    evaluated = {Path(s.output).parent.relative_to(tmp_path).as_posix() for s in commands(steps)
+                 if s.script == "evaluate.py" and s.output}
+    assert set(teachers) <= evaluated
+    # the other methods' plans are those of SSL_TEACHER=previous
+    assert [s for s in steps if "/entropy/" in str(s)] == [s for s in plan(replace(config, ssl_teacher="previous",
+                                                                                     teacher_args=()))
+                                                            if "/entropy/" in str(s)]
+
+
+def test_the_previous_cycles_model_teaches_by_default(tmp_path):
+    config = tiny_config(tmp_path, methods=("entropy-ssl",), ssl="selftrain")
+    trained = trained_by_folder(plan(config), tmp_path)
+    assert "--teacher" not in trained["_initial/seed0/ssl=selftrain"][1].argv  # the first cycle: supervised
+    assert value(trained["entropy-ssl/seed0/cycle2"][1].argv, "--teacher") == str(
+        tmp_path / "entropy-ssl/seed0/cycle1/model.pt")
+    assert not [folder for folder in trained if folder.endswith("/teacher")]
+
+
+@pytest.mark.parametrize("cycles", [0, 2])
+def test_the_last_cycle_trains_with_its_own_flags(tmp_path, cycles):
+    """LAST_TRAIN_ARGS (S4AL+'s longer last cycle, MEAL's 32 epochs after the last step) come after every other
+    flag of the last acquisition cycle's models, teachers included; CYCLES=0 has no acquisition cycle."""
+    config = tiny_config(tmp_path, methods=("entropy", "entropy-ssl"), ssl="selftrain", ssl_teacher="supervised",
+                         cycles=cycles, train_args=("--epochs", "3"), last_train_args=("--epochs", "9"))
+    trained = trained_by_folder(plan(config), tmp_path)
+    longer = {folder for folder, (_, step) in trained.items() if last_value(step.argv, "--epochs") == "9"}
+    assert longer == ({"entropy/seed0/cycle2", "entropy-ssl/seed0/cycle2", "entropy-ssl/seed0/cycle2/teacher"}
+                      if cycles else set())
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_warm_start_starts_each_supervised_cycles_head_from_the_previous_model(tmp_path, warm_start):
+    """WARM_START (the study's supervised cycles): cycles >= 1 of the methods without -ssl train with
+    --init-head-from the previous cycle's model, before LAST_TRAIN_ARGS; the initial model and -ssl ones start fresh."""
+    config = tiny_config(tmp_path, methods=("entropy", "entropy-ssl"), ssl="s4gan", warm_start=warm_start,
+                         last_train_args=("--epochs", "9"))
+    trained = trained_by_folder(plan(config), tmp_path)
+    heads = {folder: value(step.argv, "--init-head-from") for folder, (_, step) in trained.items()}
+    expected = {"entropy/seed0/cycle1": str(tmp_path / "entropy/seed0/cycle0/model.pt"),
+                "entropy/seed0/cycle2": str(tmp_path / "entropy/seed0/cycle1/model.pt")} if warm_start else {}
+    assert {folder: head for folder, head in heads.items() if head} == expected
+    if warm_start:
+        argv = trained["entropy/seed0/cycle2"][1].argv
+        assert argv[-2:] == ("--epochs", "9")  # the last cycle's flags stay last
+
+
+@pytest.mark.parametrize(("text", "warm_start"), [("1", True), ("0", False), ("", False)])
+def test_warm_start_is_read_as_the_shell_sets_it(text, warm_start):
+    config = Config.from_environ({"DATASET": "synthetic", "DATA_ROOT": "d", "OUT": "o", "WARM_START": text})
+    assert config.warm_start is warm_start
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"ssl_teacher": "mean-teacher"}, "SSL_TEACHER: 'mean-teacher' is neither previous"),
+    ({"teacher_args": ("--epochs", "3")}, "TEACHER_ARGS: flags of the supervised teachers of SSL_TEACHER=supervised, "
+                                          "but SSL_TEACHER is previous"),
+])
+def test_a_bad_teacher_setting_is_refused_before_any_step(fields, message):
+    with pytest.raises(UserError, match="^" + message):
+        plan(tiny_config("o", **fields))
 
 
 def test_flags_folder_names_are_distinct_readable_and_safe():
@@ -198,6 +342,8 @@ def test_where_a_file_belongs_in_words(tmp_path):
     assert layout.where(layout.initial(0, "mc-dropout") / "model.pt", 4) == "seed 0, the initial cycle (mc-dropout)"
     assert layout.where(layout.initial(0) / "index.json", 4) == "seed 0, the initial cycle"
     assert layout.where(layout.full(1) / "metrics.json", 4) == "seed 1, full supervision"
+    assert layout.where(layout.cycle("entropy-ssl", 0, 1) / "teacher" / "model.pt", 4) == (
+        "seed 0, entropy-ssl, cycle 1 of 4 (its supervised teacher)")
 
 
 def test_the_time_left_counts_each_kind_of_step_left_at_its_mean():
@@ -324,8 +470,9 @@ def test_a_rerun_with_other_settings_stops_unless_accepted(tmp_path, capsys):
     config = tiny_config(tmp_path, train_args=("--epochs", "10", "--workers", "2"))
     check_settings(config, accept_changes=False)  # the first run records them
     recorded = (tmp_path / "experiment.json").read_text()
+    # runtime flags, extensions, the table
     same = tiny_config(tmp_path, train_args=("--epochs", "10", "--workers=0", "--threads", "1", "--device", "cpu"),
-                       seeds=(0, 1), methods=("entropy", "bald"), cycles=5, budget="30")  # runtime flags, extensions, the table
+                       seeds=(0, 1), methods=("entropy", "bald"), cycles=5, budget="30")
     check_settings(same, accept_changes=False)
     longer = tiny_config(tmp_path, train_args=("--epochs", "20"), initial="5%")
     with pytest.raises(UserError, match=r"this experiment was run with other settings \(INITIAL was '10%', is "
@@ -335,3 +482,21 @@ def test_a_rerun_with_other_settings_stops_unless_accepted(tmp_path, capsys):
     check_settings(longer, accept_changes=True)
     assert "settings changed (INITIAL, TRAIN_ARGS), accepted" in capsys.readouterr().out
     check_settings(longer, accept_changes=False)  # the accepted settings are the record now
+
+
+def test_settings_added_later_read_as_their_defaults_in_older_records(tmp_path):
+    """SSL_TEACHER, TEACHER_ARGS, LAST_TRAIN_ARGS and WARM_START: a record made before them holds none, as one of an
+    experiment at their defaults; with LAST_TRAIN_ARGS more CYCLES would leave a longer-trained cycle mid-curve."""
+    config = tiny_config(tmp_path, cycles=2)
+    check_settings(replace(config, ssl_teacher="previous", warm_start=False), accept_changes=False)
+    record = json.loads((tmp_path / "experiment.json").read_text())
+    assert not {"SSL_TEACHER", "TEACHER_ARGS", "LAST_TRAIN_ARGS", "WARM_START", "CYCLES"} & set(record)  # as before
+    with pytest.raises(UserError, match=r"\(WARM_START was '0', is '1'\)"):  # as the variable is set
+        check_settings(replace(config, warm_start=True), accept_changes=False)
+    longer = replace(config, last_train_args=("--epochs", "9"))
+    with pytest.raises(UserError, match=r"\(LAST_TRAIN_ARGS was '', is '--epochs 9'\)"):
+        check_settings(longer, accept_changes=False)
+    check_settings(longer, accept_changes=True)
+    assert json.loads((tmp_path / "experiment.json").read_text())["CYCLES"] == 2
+    with pytest.raises(UserError, match=r"\(CYCLES was 2, is 3\)"):
+        check_settings(replace(longer, cycles=3), accept_changes=False)

@@ -7,7 +7,7 @@ import torch
 
 from lib import seeding
 from lib.data import open_dataset
-from lib.engine import LabeledCrops, epoch_loader
+from lib.engine import EpochBatches, LabeledCrops, epoch_order, training_loader
 from lib.units import Unit
 
 
@@ -53,12 +53,20 @@ def test_orders_are_permutations():
     assert sorted(seeding.unlabeled_order(7, 3, 2, 50)) == list(range(50))
 
 
-def test_worker_processes_crop_as_the_main_process_does(synthetic_pool):
+def test_worker_processes_crop_as_the_main_process_does_in_every_epoch(synthetic_pool):
+    """The workers live through the run (persistent): each epoch's samples are still that epoch's draws."""
     dataset = open_dataset("synthetic", synthetic_pool, "train")
     crops = LabeledCrops(dataset, Unit(), {image_id: [image_id] for image_id in dataset.ids[:6]}, (16, 24), True, 7,
                          [0, 0, 0], [1, 1, 1])
-    batches = []
+    epochs = {}
     for workers in (0, 2):
-        loader = epoch_loader(crops, 3, batch_size=4, workers=workers)
-        batches.append([torch.cat([images.flatten(), masks.flatten().float()]) for images, masks in loader])
-    assert len(batches[0]) == 2 and all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
+        batches = EpochBatches(lambda epoch: epoch_order(7, epoch, len(crops), 4), 4)
+        loader = training_loader(crops, batches, workers)
+        for epoch in (3, 4):
+            batches.epoch = epoch
+            epochs[workers, epoch] = [torch.cat([images.flatten(), masks.flatten().float()])
+                                      for images, masks in loader]
+    for epoch in (3, 4):
+        assert len(epochs[0, epoch]) == 2
+        assert all(torch.equal(a, b) for a, b in zip(epochs[0, epoch], epochs[2, epoch], strict=True))
+    assert not torch.equal(epochs[2, 3][0], epochs[2, 4][0])  # a new epoch, new draws

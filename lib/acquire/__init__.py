@@ -69,6 +69,8 @@ def select_random(context, k, seed):
 
 def select_random_images(context, k, seed):
     """Random whole images, every item of each: MEAL's initial set is 2 images x 16 patches."""
+    if context.reader.unit.type == "region":
+        return _select_random_tiled_images(context, k, seed)
     per_image = context.reader.unit.items_per_image
     if k % per_image:
         raise UserError(f"--method random-images takes whole images: the budget ({k}) must be a multiple of "
@@ -82,6 +84,32 @@ def select_random_images(context, k, seed):
                         f"{plural(len(whole), 'is', 'are')} unlabeled")
     images = random_subset(whole, k // per_image, seed)
     return Selection([image_id + suffix for image_id in images for suffix in suffixes], None)
+
+
+def _select_random_tiled_images(context, k, seed):
+    """Region units: random images without a labeled pixel, each labeled whole by the regions that tile it from its
+    top-left corner, until they reach the `k` regions of the budget: the fewest such images, as a budget of regions
+    is rarely a whole number of images. S4AL+ starts from 10 % of the images labeled whole (its code's train_al_lab
+    list, Nishant213/MMLAL main_al.py); its region sides divide its frames (30 on CamVid's 360x480, 43 on
+    Cityscapes' 688x688). Where the side does not divide an image, its last strip of fewer pixels stays unlabeled:
+    the regions of an index never overlap."""
+    unit, dataset = context.reader.unit, context.reader.dataset
+    candidates = set(context.candidates)
+    tilings = {}
+    for image_id in context.reader.images_of(context.candidates):
+        tiles = [image_id + suffix for suffix, box in unit.layout(*dataset.image_size(image_id))
+                 if box.top % unit.size == 0 and box.left % unit.size == 0]  # not the windows flush with a border
+        if all(tile in candidates for tile in tiles):
+            tilings[image_id] = tiles
+    picked = []
+    for image_id in random_subset(tilings, len(tilings), seed):
+        if len(picked) >= k:
+            break
+        picked += tilings[image_id]
+    if len(picked) < k:
+        holders = plural(len(tilings), "image without a labeled pixel holds", "images without a labeled pixel hold")
+        raise UserError(f"--method random-images: {plural(k, 'region')} asked, but the {holders} {len(picked)}")
+    return Selection(picked, None)
 
 
 def select_uniform(context, k, seed):
@@ -143,8 +171,8 @@ def select_auto(context, k, seed):
 METHODS = {
     "random": Method(select_random, "uniform random items"),
     "random-images": Method(
-        select_random_images, "uniform random whole images, all their patches (MEAL's initial set)",
-        units=("image", "patch"),
+        select_random_images, "uniform random whole images, all their patches (MEAL's initial set), or the regions "
+        "tiling them until the budget is reached (S4AL+'s)",
     ),
     "uniform": Method(select_uniform, "every n-th frame of the sequences (no model)", inputs=("frames",),
                       units=("image",)),

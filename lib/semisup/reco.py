@@ -30,7 +30,11 @@ from lib.cli import float_in, positive_float, positive_int
 from lib.data.base import IGNORE_INDEX
 from lib.semisup.flags import FlagTable
 
-RECO_FLAGS = {  # Liu et al.'s defaults; lib.semisup.flags
+# Liu et al.'s defaults (lorenmt/reco train_semisup.py l.23-29; lib.semisup.flags). S4AL+'s code changes three
+# (Nishant213/MMLAL core_models.py l.361-364: 128 queries, 256 negatives, strong threshold 0.95), which
+# scripts/lib/s4al.sh sets. ReCo's weak threshold (0.7, l.23) is no flag: only pixels with a label take part, and
+# pseudo labels have passed --pseudo-threshold, as in S4AL+'s code (core_models.py l.417-430).
+RECO_FLAGS = {
     "embed_dim": (positive_int, 256, "channels of the head's unit-norm embeddings"),
     "reco_weight": (positive_float, 1.0, "weight of the loss beside the cross-entropy"),
     "reco_temperature": (positive_float, 0.5, "temperature of the similarities and of the negative classes' sampling"),

@@ -3,11 +3,14 @@
 The pseudo labels (lib.semisup.selftrain) are made once, before the first epoch; every
 step then adds -u strongly augmented crops of the unlabeled pixels to its labeled batch
 (lib.semisup.unlabeled), and the decoder's dropout is the student's noise. Without
---teacher (the experiment's first cycle) the run is supervised only.
+--teacher (an experiment's first cycle with SSL_TEACHER=previous) the run is supervised
+only.
 """
 from pathlib import Path
 
-from lib.cli import float_in
+import argparse
+
+from lib.cli import MAX_SCALE, float_in
 from lib.errors import UserError
 from lib.losses import mean_cross_entropy
 from lib.semisup.mode import SslMode
@@ -15,6 +18,18 @@ from lib.semisup.selftrain import check_pseudo_folder, pseudo_label_files
 from lib.semisup.unlabeled import epoch_batches, unlabeled_images
 from lib.sliding import DEFAULT_SLIDE_WINDOW
 from lib.text import plural
+
+
+def scale_list(text):
+    """--pseudo-scales 0.5,1,2 -> (0.5, 1.0, 2.0): distinct factors in (0, MAX_SCALE]."""
+    parse = float_in(0, MAX_SCALE, open_low=True)
+    try:
+        scales = tuple(parse(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        scales = ()
+    if not scales or len(set(scales)) < len(scales):
+        raise argparse.ArgumentTypeError(f"expected distinct factors in (0, {MAX_SCALE}] like 0.5,1,2, got {text!r}")
+    return scales
 
 
 def pseudo_folder(args):
@@ -34,16 +49,22 @@ class SelfTraining(SslMode):
     def add_flags(group):
         group.add_argument("--teacher", default=None,
                            help="selftrain: checkpoint that labels the unlabeled pixels (the experiment scripts pass "
-                                "the previous cycle's model); without it the run is supervised only")
+                                "the previous cycle's model, or a supervised one of this cycle's labels: SSL_TEACHER); "
+                                "without it the run is supervised only")
         group.add_argument("--pseudo-threshold", type=float_in(0, 1, open_low=True), default=0.7,
                            help="selftrain: softmax confidence a teacher's label needs; below it the pixel is ignored")
+        group.add_argument("--pseudo-scales", type=scale_list, default=None, metavar="S1,S2,...",
+                           help="selftrain: the teacher's logits are the mean of its logits of the image rescaled by "
+                                "each factor (bilinear, brought back to the image's size) before the softmax: S4AL+'s "
+                                "code labels so at 0.5,1,2 (default: 1, the image as it is)")
         group.add_argument("--pseudo-dir", default=None,
                            help="selftrain: folder caching the pseudo labels as PNGs (default: pseudo/ next to --out)")
 
     @staticmethod
     def check_flags(args):
         if args.ssl != "selftrain":
-            given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir)) if value]
+            given = [flag for flag, value in (("--teacher", args.teacher), ("--pseudo-dir", args.pseudo_dir),
+                                              ("--pseudo-scales", args.pseudo_scales)) if value]
             if given:
                 raise UserError(f"{given[0]} labels unlabeled pixels for --ssl selftrain, but --ssl is {args.ssl}")
 
@@ -69,11 +90,13 @@ class SelfTraining(SslMode):
         if not ids:
             return SslMode()
         folder = pseudo_folder(args)
-        print(f"pseudo labels of {plural(len(ids), 'image')} by {args.teacher} (confidence >= {args.pseudo_threshold}) "
-              f"in {folder}")
+        scales = args.pseudo_scales or (1.0,)
+        at_scales = f", logits averaged at scales {','.join(f'{s:g}' for s in scales)}" if len(scales) > 1 else ""
+        print(f"pseudo labels of {plural(len(ids), 'image')} by {args.teacher} (confidence >= {args.pseudo_threshold}"
+              f"{at_scales}) in {folder}")
         # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
         pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, images.dataset, ids, device,
-                                          args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW)
+                                          args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW, scales)
         return cls(epoch_batches(args, images, ids, pseudo_paths))  # labeled by the teacher where no true label is
 
     def loss(self, images, logits, masks, num_labeled):

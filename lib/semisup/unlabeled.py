@@ -43,16 +43,26 @@ def add_unlabeled_batch_flag(group):
                             "s4gan, as Mittal et al.; 4 otherwise, as S4AL+)")
 
 
-def images_with_unlabeled_pixels(image_ids, unit, labeled):
-    """The images of `image_ids` not fully covered by their labeled items (`labeled`: image id -> items)."""
-    per_image = unit.items_per_image  # None for regions: a labeled image always keeps unlabeled pixels
+def images_with_unlabeled_pixels(image_ids, unit, labeled, image_size):
+    """The images of `image_ids` not fully covered by their labeled items (`labeled`: image id -> items;
+    `image_size(id)` -> (H, W), read for the labeled images of region units only)."""
     return [image_id for image_id in image_ids
-            if image_id not in labeled or per_image is None or len(labeled[image_id]) < per_image]
+            if image_id not in labeled or not _covered(unit, labeled[image_id], image_id, image_size)]
+
+
+def _covered(unit, items, image_id, image_size):
+    """Whether the items cover their image: all of its cells, or regions whose pixels add up to the image's
+    (regions never overlap, lib.index), as the tiling of a whole image labeled at the start (select.py --method
+    random-images)."""
+    if unit.type != "region":
+        return len(items) == unit.items_per_image
+    height, width = image_size(image_id)
+    return len(items) * unit.size ** 2 == height * width
 
 
 def unlabeled_images(args, images):
     """The images of the run (TrainingImages) with unlabeled pixels; none, said once, when every pixel is labeled."""
-    found = images_with_unlabeled_pixels(images.dataset.ids, images.unit, images.labeled)
+    found = images_with_unlabeled_pixels(images.dataset.ids, images.unit, images.labeled, images.dataset.image_size)
     if not found:
         print(f"--ssl {args.ssl}: every pixel of the pool is labeled, training is supervised only")
     return found

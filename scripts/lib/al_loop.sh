@@ -10,10 +10,25 @@
 #                       method named <m>-ssl is <m> on models trained with --ssl $SSL $SSL_ARGS,
 #                       uniform5-entropy is entropy on every 5th frame (the study's Uniform(@5)+Entropy)
 #   SSL SSL_ARGS        the -ssl methods' training             (s4gan, none)
+#   SSL_TEACHER         the teacher of an -ssl method's model whose --ssl mode learns from one
+#                       (selftrain): previous, the previous cycle's model (none in the initial
+#                       cycle), or supervised, a model of the cycle's own labels trained first with
+#                       TRAIN_ARGS TEACHER_ARGS in cycle<c>/teacher (the initial one in
+#                       _initial/seed<k>), as S4AL+ (previous)
+#   TEACHER_ARGS        more train.py flags of those supervised teachers (none)
 #   INITIAL STEP        initial random budget, budget per cycle (10%, 10%); STEP= (empty)
 #                       leaves it to select.py (per-image region ranking: regions x images)
-#   INITIAL_METHOD      how the initial items are drawn (random; random-images for MEAL)
+#   INITIAL_METHOD      how the initial items are drawn (random; random-images: whole images, for MEAL
+#                       and S4AL+)
 #   CYCLES              acquisition cycles after the initial one (4)
+#   LAST_TRAIN_ARGS     more train.py flags of the last cycle's models (teachers included), after all
+#                       others, e.g. "--epochs 150" (none; with CYCLES=0 there is no last cycle). With
+#                       them CYCLES is a setting (see ACCEPT_CHANGES): more cycles would leave a model
+#                       trained as the last one in the middle
+#   WARM_START          1: the models of cycles >= 1 of the methods without -ssl start ASPP and
+#                       decoder from the previous cycle's model (train.py --init-head-from), the
+#                       backbone from --pretrained, as the study's code; the initial cycle and the
+#                       -ssl methods train afresh (0; the study's scripts: 1)
 #   BUDGET              B of mIoU@B / AUC@B in % (default: the last budget)
 #   UNIT_ARGS           unit of annotation for select.py (e.g. --unit patch --grid 4x4)
 #   PRETRAINED          ImageNet backbone weights for MEAL's map of the pool
@@ -36,7 +51,8 @@
 #                       (lib/distributed.py); train.py steps with an --ssl mode or --contrastive head
 #                       run in one process. A setting: N splits each training batch
 #   LAUNCHER            the command that starts those steps instead, as words before the script's
-#                       path (e.g. "torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint host:29500")
+#                       path, and returns when all its processes are done (e.g. "torchrun
+#                       --nproc-per-node 8 --master-port 29600"); a setting, as NPROC
 #   WAIT                1: wait for another run on OUT to finish instead of exiting 75
 #   PLAN                1: print the steps, marking those done, and exit (no lock; no step runs)
 #
@@ -52,8 +68,9 @@
 
 # The configuration, handed to scripts/run_experiment.py in its environment.
 CONFIG_VARIABLES="DATASET DATA_ROOT OUT SPLIT VAL_SPLIT VAL_DATASET VAL_DATA_ROOT METHODS SEEDS SSL SSL_ARGS
-    INITIAL STEP INITIAL_METHOD CYCLES BUDGET UNIT_ARGS PRETRAINED POOL DEVICE TRAIN_ARGS SELECT_ARGS EVAL_ARGS
-    SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL ACCEPT_CHANGES NPROC LAUNCHER"
+    SSL_TEACHER TEACHER_ARGS LAST_TRAIN_ARGS WARM_START INITIAL STEP INITIAL_METHOD CYCLES BUDGET UNIT_ARGS
+    PRETRAINED POOL DEVICE TRAIN_ARGS SELECT_ARGS EVAL_ARGS SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL
+    ACCEPT_CHANGES NPROC LAUNCHER"
 
 lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it
     # flock(1) is missing on macOS, and a POSIX lock (fcntl/lockf) dies with the process

@@ -32,6 +32,20 @@
 # their unlabeled batch is as large as the labeled one, and the self-training threshold
 # is their code's 0.6 (the TPAMI paper's 0.2 passes every crop while the discriminator
 # is still at chance, which it is for hundreds of steps).
+# Where the paper is silent its code decides. Coreset's features, "the pooled output of
+# the ASPP module" in the paper: the ASPP output after its 1x1 projection (256 channels)
+# average-pooled on a 2x2 grid, 1024-d (ALSS model/deeplabv3p.py l.102-108). That code
+# pools 20x20 windows, a 2x2 grid at VOC's 321x321 crops only (1x3 at 256x512, which its
+# view(-1, 1024) cannot hold): we pool every image to 2x2, adaptively (select.py
+# --feature-pooling grid2x2, in SELECT_ARGS; the methods without features ignore it). Its
+# code embeds one random 321x321 crop of each image (query_strategies/coreset.py l.44-63);
+# we embed the whole image, at the training resolution. Warm start: the paper trains "a
+# model in each AL cycle"; the code trains one network through the cycles of a supervised
+# method, its backbone reloaded from ImageNet before each, ASPP and decoder kept
+# (query_strategies/strategy.py l.67-89), and re-initialises every -ssl cycle
+# (strategy_SSL.py l.133-149). WARM_START=1 (the default here) does the same: train.py
+# --init-head-from the previous cycle's model for the methods without -ssl;
+# WARM_START=0 trains every cycle from ImageNet and a fresh head.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$REPO_ROOT/scripts/lib/al_loop.sh"
 
@@ -67,6 +81,8 @@ run_study() {  # run_study DATASET INITIAL STEP CYCLES: budgets as select.py tak
         --momentum 0.9 --weight-decay 5e-4 --lr-schedule poly --batch-size 8 --epochs ${EPOCHS:-100}
         --head-lr-mult 10
         --crop ${CROP:-$crop} $resolution"
+    WARM_START=${WARM_START:-1}  # see the header
+    SELECT_ARGS="--feature-pooling grid2x2${SELECT_ARGS:+ $SELECT_ARGS}"  # first: a user's SELECT_ARGS override it
     run_experiment
 }
 
