@@ -9,7 +9,7 @@
 #   DATA_ROOT=/data/a2d2 bash scripts/a2d2_pool5f_10_10.sh
 #
 # DATA_ROOT holds camera_lidar_semantic/.
-# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, ARCH, PRETRAINED, FULL
+# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, ARCH, OUTPUT_STRIDE, PRETRAINED, WARM_START, FULL
 # (scripts/lib/study.sh, scripts/lib/al_loop.sh). Run it again after a kill and it resumes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"

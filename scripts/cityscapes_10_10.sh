@@ -7,7 +7,7 @@
 #   DATA_ROOT=/data/cityscapes bash scripts/cityscapes_10_10.sh
 #
 # DATA_ROOT is Cityscapes (leftImg8bit/, gtFine/).
-# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, ARCH, PRETRAINED, FULL
+# Overridable: OUT, METHODS, SEEDS, EPOCHS, CYCLES, CROP, DEVICE, ARCH, OUTPUT_STRIDE, PRETRAINED, WARM_START, FULL
 # (scripts/lib/study.sh, scripts/lib/al_loop.sh). Run it again after a kill and it resumes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/usage.sh"
