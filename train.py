@@ -85,7 +85,7 @@ from lib.semisup.contrastive import (
 )
 from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
 from lib.semisup.unlabeled import TrainingImages
-from lib.state_dicts import first_non_finite, key_differences
+from lib.state_dicts import first_non_finite, key_mismatch
 from lib.text import plural
 from lib.threads import use_threads
 from lib.units import items_by_image, labeled_fractions, require_fit
@@ -375,16 +375,9 @@ def head_weights(path, model_args, dataset):
 def load_head(model, head, path):
     """`head` (head_weights, read from `path`) into `model`: every tensor outside its backbone, of the same shape."""
     own = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(BACKBONE_KEYS)}
-    differences = key_differences(own, head)
-    missing, unexpected = differences.missing, differences.unexpected
-    if missing or unexpected:  # a representation head (--contrastive) on one side only
-        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise UserError(f"--init-head-from {path}: not the head of this run's model: "
-                        f"{plural(len(missing), 'key')} missing, {len(unexpected)} unexpected (first {first})")
-    if differences.mismatched:
-        key = differences.mismatched[0]
-        raise UserError(f"--init-head-from {path}: {key} is {list(head[key].shape)} there, {list(own[key].shape)} in "
-                        f"this run's model")
+    mismatch = key_mismatch(own, head, "this run's model")  # e.g. a --contrastive head on one side only
+    if mismatch:
+        raise UserError(f"--init-head-from {path}: not the head of this run's model: {mismatch}")
     model.load_state_dict(head, strict=False)  # the backbone's keys, left out, keep --pretrained's weights
 
 

@@ -49,8 +49,7 @@ from torch import nn
 
 from lib.backbones import ARCHS, ASPP_CHANNELS, BACKBONES, conv_bn_relu
 from lib.errors import UserError
-from lib.state_dicts import first_non_finite, is_state_dict, key_differences
-from lib.text import plural
+from lib.state_dicts import first_non_finite, is_state_dict, key_mismatch
 
 OUTPUT_STRIDES = (16, 8)
 LOW_LEVEL_CHANNELS = 48  # DeepLabv3+ Sec. 4.1: 48 channels for the reduced low-level features
@@ -287,17 +286,9 @@ def model_with_weights(model_args, state, path, described):
         raise UserError(f"{path}: {err}") from None
     if not is_state_dict(state):
         raise UserError(f"{path}: not {described}: the weights are not a mapping of names to tensors")
-    own = model.state_dict()
-    differences = key_differences(own, state)
-    missing, unexpected = differences.missing, differences.unexpected
-    if missing or unexpected:
-        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise UserError(f"{path}: not {described}: {plural(len(missing), 'key')} missing, "
-                        f"{len(unexpected)} unexpected (first {first})")
-    if differences.mismatched:
-        key = differences.mismatched[0]
-        raise UserError(f"{path}: not {described}: {key} is {list(state[key].shape)} "
-                        f"in the file, {list(own[key].shape)} in the model")
+    mismatch = key_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise UserError(f"{path}: not {described}: {mismatch}")
     broken = first_non_finite(state)
     if broken is not None:
         raise UserError(f"{path}: the weights hold NaN or infinite values ({broken}); train the model again")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lib.text import plural
+
 
 def is_state_dict(obj):
     """A mapping of parameter names to tensors."""
@@ -33,6 +35,21 @@ def key_differences(own, state, optional_suffixes=(), spare_prefixes=()):
         unexpected=[k for k in state if k not in own and not k.startswith(spare_prefixes)],
         mismatched=[k for k in own if k in state and state[k].shape != own[k].shape],
     )
+
+
+def key_mismatch(own, state, module="the model"):
+    """None when `state` (read from a file) has exactly the keys and shapes of `own` (the module's state dict, called
+    `module` in the text); else what differs, in words for an error: how many keys are missing and unexpected, with
+    the first, or the first key of another shape."""
+    differences = key_differences(own, state)
+    missing, unexpected = differences.missing, differences.unexpected
+    if missing or unexpected:
+        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        return f"{plural(len(missing), 'key')} missing, {len(unexpected)} unexpected (first {first})"
+    if differences.mismatched:
+        key = differences.mismatched[0]
+        return f"{key} is {list(state[key].shape)} in the file, {list(own[key].shape)} in {module}"
+    return None
 
 
 def first_non_finite(state):

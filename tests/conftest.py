@@ -99,6 +99,23 @@ def trained_tiny(synthetic_pool, tmp_path_factory):
     return train_tiny_model(synthetic_pool, tmp_path_factory.mktemp("trained"))
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after the raise runs, no handler catches it."""
+
+
+def kill_after_epoch(monkeypatch, train, epoch):
+    """Make `train` (train.py, as import_script loaded it) die right after it has written the checkpoint of
+    `epoch`."""
+    save = train.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if state["epoch"] == epoch:
+            raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+
+
 def fail(script, argv, capsys):
     """Run a script's main as the command line would; return its one-line error."""
     with pytest.raises(SystemExit) as exit_info:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import fail, import_script
+from conftest import Killed, fail, import_script, kill_after_epoch
 from lib.best_epoch import BestEpoch
 from lib.data import open_dataset
 from lib.data.synthetic import CLASS_NAMES
@@ -16,22 +16,6 @@ from test_distributed import _torchrun
 
 train, evaluate = import_script("train.py"), import_script("evaluate.py")
 CPU = ["--workers", "0", "--device", "cpu"]
-
-
-class Killed(BaseException):
-    """Stands for SIGKILL: nothing after the raise runs, no handler catches it."""
-
-
-def kill_after_epoch(monkeypatch, epoch):
-    """Make train.py die right after it has written the checkpoint of `epoch`."""
-    save = train.save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        if state["epoch"] == epoch:
-            raise Killed
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
 
 
 def scripted_mious(monkeypatch, mious):
@@ -88,7 +72,7 @@ def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_model(synthetic_p
 
     resumed = tmp_path / "resumed.pt"
     scripted_mious(monkeypatch, [0.4, 0.6])
-    kill_after_epoch(monkeypatch, 2)
+    kill_after_epoch(monkeypatch, train, 2)
     with pytest.raises(Killed):
         train.main(argv(synthetic_pool, patch_index, resumed, 3, "--resume"))
     monkeypatch.undo()
@@ -105,7 +89,7 @@ def test_the_recorded_miou_is_evaluate_pys_of_the_model_written(synthetic_pool, 
     """Evaluated for real, a killed and resumed run included: the mIoU kept is that of --out on the val split."""
     straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
     train.main(argv(synthetic_pool, patch_index, straight, 3))
-    kill_after_epoch(monkeypatch, 1)
+    kill_after_epoch(monkeypatch, train, 1)
     with pytest.raises(Killed):
         train.main(argv(synthetic_pool, patch_index, resumed, 3, "--resume"))
     monkeypatch.undo()

@@ -133,7 +133,8 @@ def test_a_head_of_another_shape_is_refused(trained_tiny):
                                         r"\(first missing representation\."):
         train.load_head(with_representation, head, "m.pt")
     other_classes = build_model({"arch": "tiny", "num_classes": 5, "output_stride": 16, "mc_dropout": False})
-    with pytest.raises(UserError, match=r"decoder\.classifier\.weight is \[8, .*\] there, \[5, .*\] in this run's"):
+    with pytest.raises(UserError, match=r"decoder\.classifier\.weight is \[8, .*\] in the file, \[5, .*\] in this "
+                                        r"run's model"):
         train.load_head(other_classes, head, "m.pt")
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import fail, import_script
+from conftest import Killed, fail, import_script, kill_after_epoch
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.base import SegmentationDataset
 from lib.index import LabeledIndex, Unit, save_index
@@ -28,22 +28,6 @@ def train_args(pool, index, out):
             "--workers", "0", "--device", "cpu", "--seed", "3"]
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: nothing after the raise runs, no handler catches it."""
-
-
-def kill_after_epoch(monkeypatch, epoch):
-    """Make train.py die right after it has written the checkpoint of `epoch`."""
-    save = train.save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        if state["epoch"] == epoch:
-            raise Killed
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
-
-
 RECO = ["--contrastive", "reco", "--embed-dim", "8", "--reco-negatives", "64"]
 S4GAN = ["--ssl", "s4gan", "-u", "2"]
 SELFTRAIN = ["--ssl", "selftrain", "--pseudo-threshold", "0.2", "-u", "3", "--teacher"]  # the teacher's path last
@@ -61,7 +45,7 @@ def test_resume_after_a_kill_reaches_the_same_weights(synthetic_pool, labeled_in
     train.main([*train_args(synthetic_pool, labeled_index, straight), *extra])
 
     resumed = tmp_path / "resumed.pt"
-    kill_after_epoch(monkeypatch, 2)
+    kill_after_epoch(monkeypatch, train, 2)
     with pytest.raises(Killed):
         train.main([*train_args(synthetic_pool, labeled_index, resumed), *extra, "--resume"])
     monkeypatch.undo()
@@ -95,7 +79,7 @@ def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index,
                                                   changed):
     out = tmp_path / "model.pt"
     weighted = [*train_args(synthetic_pool, labeled_index, out), "--loss", "both", "--class-weights", "1,1,1,1,1,1,1,2"]
-    kill_after_epoch(monkeypatch, 1)
+    kill_after_epoch(monkeypatch, train, 1)
     with pytest.raises(Killed):
         train.main(weighted)
     monkeypatch.undo()
@@ -107,7 +91,7 @@ def test_resume_refuses_a_run_with_other_settings(synthetic_pool, labeled_index,
 def test_resume_reads_flags_newer_than_the_file_as_their_defaults(synthetic_pool, labeled_index, tmp_path,
                                                                   monkeypatch, capsys):
     out = tmp_path / "model.pt"
-    kill_after_epoch(monkeypatch, 1)
+    kill_after_epoch(monkeypatch, train, 1)
     with pytest.raises(Killed):
         train.main(train_args(synthetic_pool, labeled_index, out))
     monkeypatch.undo()
@@ -127,7 +111,7 @@ def test_resume_reads_flags_newer_than_the_file_as_their_defaults(synthetic_pool
 def test_train_uses_threads_and_a_resume_may_change_them(synthetic_pool, labeled_index, tmp_path, monkeypatch,
                                                          capsys, restore_threads):
     args = train_args(synthetic_pool, labeled_index, tmp_path / "model.pt")
-    kill_after_epoch(monkeypatch, 1)
+    kill_after_epoch(monkeypatch, train, 1)
     with pytest.raises(Killed):
         train.main([*args, "--threads", "2"])
     monkeypatch.undo()
