@@ -30,8 +30,6 @@ def test_a_plain_python_is_a_world_of_one():
     assert launched_world({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == World(1, 2, 1)
 
 
-
-
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_rank_leaves_its_group_after_a_success_only_and_gets_its_stdout_back(monkeypatch, capsys, fails):
     """Rank 1 prints nothing; a failed one keeps its group (destroying it could hang while others wait in NCCL)."""
@@ -50,6 +48,8 @@ def test_a_rank_leaves_its_group_after_a_success_only_and_gets_its_stdout_back(m
     print("after")
     assert capsys.readouterr().out == "after\n"
     assert calls == (["init_process_group"] if fails else ["init_process_group", "barrier", "destroy_process_group"])
+
+
 def test_the_ranks_shares_of_the_batches_are_the_single_process_batches_in_turn():
     ids = [f"img{i}" for i in range(11)]
     shards = [shard_batches(ids, 3, World(rank, 2)) for rank in range(2)]

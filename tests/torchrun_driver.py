@@ -8,6 +8,7 @@ runs every step in one process group (gloo), joined here: torchrun's start-up is
 once, not once per script.
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,13 @@ def main(steps_file):
             continue
         if code:
             sys.exit(code)
-    dist.destroy_process_group()
+    # Every step's files are written and every process is here: leave without the interpreter's teardown, where
+    # gloo's threads were seen to abort a process that had finished its work once in CI ("terminate called without
+    # an active exception"; torch's teardown, pytorch/pytorch#179291), which failed the run's exit code, not a check.
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
