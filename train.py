@@ -29,14 +29,13 @@ weights (lib/best_epoch.py).
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lib import fast_path, seeding
 from lib.best_epoch import add_keep_best_flags, best_epoch_tracker, check_keep_best_flags
-from lib.checkpoint import check_dataset, load_checkpoint, save_checkpoint
+from lib.checkpoint import save_checkpoint
 from lib.cli import (
     MAX_SIDE,
     add_resolution_flags,
@@ -50,45 +49,39 @@ from lib.cli import (
     seed,
     size_pair_up_to,
 )
-from lib.data import DATASETS, open_dataset
-from lib.data.pool_file import restrict_to_pool
-from lib.data.resolution import Resolution, check_placed_resolution
-from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RandomScale
+from lib.data import DATASETS
 from lib.distributed import SINGLE, joined, mean_across, sum_across
 from lib.engine import (
     LR_SCHEDULES,
     EpochBatches,
-    ItemCrops,
-    LabeledCrops,
-    default_crop,
-    largest_item,
     majority_class_warning,
     train_one_epoch,
     training_loader,
 )
 from lib.errors import UserError, run_cli
 from lib.fileio import sha256_of
-from lib.fixed_steps import epoch_steps, sample_order, total_steps
-from lib.index import load_index
+from lib.fixed_steps import epoch_steps, sample_order
+from lib.head_init import head_weights
 from lib.label_stats import check_class_pixels
 from lib.losses import add_loss_flags, class_weights, make_criterion
-from lib.models import ARCHS, build_model
+from lib.models import ARCHS
+from lib.optim import check_optimizer_flags
 from lib.outputs import check_outputs
-from lib.pretrained import load_pretrained_backbone, pretrained_location
+from lib.pretrained import pretrained_location
 from lib.progress import Progress, format_duration
 from lib.resume import as_train_args, earlier_progress, resume_errors, resume_state
 from lib.semisup.contrastive import (
     add_contrastive_flags,
     check_contrastive_flags,
     contrastive_head,
-    contrastive_model_args,
 )
 from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
-from lib.semisup.unlabeled import TrainingImages
-from lib.state_dicts import first_non_finite, key_mismatch
+from lib.state_dicts import first_non_finite
 from lib.text import plural
 from lib.threads import use_threads
-from lib.units import items_by_image, labeled_fractions, require_fit
+from lib.training_run import model_arguments, start_run
+from lib.training_set import labeled_samples, training_images
+from lib.units import labeled_fractions
 
 
 def get_args_parser():
@@ -225,40 +218,6 @@ def check_paths(args):
     mode.check_folders(args)
 
 
-def check_optimizer_flags(args):
-    if args.nesterov and args.optimizer != "sgd":
-        raise UserError(f"--nesterov is a momentum of SGD, but --optimizer is {args.optimizer}")
-    if args.nesterov and args.momentum == 0:
-        raise UserError("--nesterov needs a momentum: give --momentum above 0")
-
-
-def parameter_groups(model, lr, head_lr_mult):
-    """The optimiser's groups of the model's trainable parameters: the backbone's at `lr`, the others' (ASPP,
-    decoder, contrastive head) at `head_lr_mult` x `lr`; one group at `lr` when the multiplier is 1, as before
-    --head-lr-mult, so that .resume files of then still load. A frozen backbone has no group.
-
-    Both papers' code trains ASPP and decoder at 10x the backbone's rate: the AL study's
-    (sud0301/best_practices_ALSS model/deeplabv3p.py l.183-185) and S4AL+'s, whose representation head is in the
-    10x groups too (Nishant213/MMLAL core_models.py l.314-336).
-    """
-    if head_lr_mult == 1:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-    backbone, head = model.backbone_and_head_parameters()
-    groups = ({"params": backbone, "lr": lr}, {"params": head, "lr": lr * head_lr_mult})
-    return [group for group in groups if group["params"]]
-
-
-def make_optimizer(args, model):
-    """The model's optimiser; every group follows --lr-schedule (one LambdaLR scales them all)."""
-    groups = parameter_groups(model, args.lr, args.head_lr_mult)
-    if args.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay)
-    # The AL study's code trains without Nesterov (sud0301/best_practices_ALSS query_strategies/strategy.py l.104),
-    # S4AL+'s with (Nishant213/MMLAL core_models.py l.338-343).
-    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                           nesterov=args.nesterov)
-
-
 def resume(args, train_args, index_sha256, run):
     """With --resume and a .resume file of this very run: its checkpoint, loaded into `run`; else None."""
     path = resume_path(args)
@@ -270,142 +229,6 @@ def resume(args, train_args, index_sha256, run):
         run.load_state_dict(checkpoint)
     print(f"resuming {path} after epoch {checkpoint['epoch']}/{args.epochs}")
     return checkpoint
-
-
-def labeled_items(path, index, dataset):
-    """{image id: its labeled items} of an index, checked to be trainable."""
-    try:
-        items = items_by_image(index.unit, index.labeled)
-        if index.unit.type != "image":  # a grid too fine for an image has empty cells, a region may not fit
-            require_fit(index.unit, items, dataset.image_size, dataset.image_path,
-                        f"{path}: unit {index.unit.describe()}")
-        for image_id, image_items in items.items():
-            if index.unit.type == "region":
-                for item_id in image_items:  # a region placed beyond its image's border
-                    index.unit.box(item_id, *dataset.image_size(image_id))
-    except ValueError as err:
-        raise UserError(f"{path}: {err}") from None
-    if len(items) < 2:
-        raise UserError(f"{path}: at least 2 labeled images are needed to train (BatchNorm), got {len(items)}")
-    unlabeled = [image_id for image_id in items if not dataset.has_mask(image_id)]
-    if unlabeled:
-        shown = ", ".join(unlabeled[:5]) + (" ..." if len(unlabeled) > 5 else "")
-        raise UserError(f"{path}: {plural(len(unlabeled), 'labeled image has', 'labeled images have')} no mask file: "
-                        f"{shown}")
-    return items
-
-
-def training_images(args):
-    """The run's TrainingImages, their labeled items checked to be trainable, and its index."""
-    dataset = open_dataset(args.dataset, args.data_root, args.split, args.cache_dir,
-                           Resolution.from_flags(args.resize, args.scale))
-    if args.pool:
-        restrict_to_pool(dataset, args.pool)
-    index = load_index(args.index, dataset.ids, dataset=args.dataset)
-    check_placed_resolution(index, args.index, dataset.resolution)
-    labeled = labeled_items(args.index, index, dataset)
-    # Without --crop, fit to the images cropped from: the labeled ones; with --ssl the pool's, each labeled or with
-    # unlabeled pixels the mode crops (the whole pool in every cycle, so an experiment's cycles crop alike).
-    if args.item_crops:  # the size every item is padded to
-        crop = largest_item(index.unit, labeled, dataset.image_size)
-    else:
-        crop = args.crop or default_crop(map(dataset.image_size, dataset.ids if args.ssl != "none" else labeled))
-    random_scale = RandomScale(*args.random_scale) if args.random_scale else None
-    return TrainingImages(dataset, index.unit, labeled, list(IMAGENET_MEAN), list(IMAGENET_STD), crop,
-                          random_scale), index
-
-
-def model_arguments(args, num_classes):
-    """The model_args of the checkpoint (lib.models.build_model)."""
-    return {
-        "arch": args.arch, "num_classes": num_classes, "output_stride": args.output_stride,
-        "mc_dropout": args.mc_dropout or SSL_MODES[args.ssl].student_dropout,
-        **contrastive_model_args(args),
-    }
-
-
-@dataclass
-class Run:
-    """What the steps of training update and a checkpoint keeps: the model, its optimiser, learning-rate schedule
-    (`lr_lambda`: the factor per step) and AMP loss scaler, on `device`; `network` is what the steps call: the model,
-    or under torchrun its DistributedDataParallel wrapper, which averages the gradients of the processes."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    lr_lambda: object
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    device: torch.device
-    network: torch.nn.Module
-
-    def state_dict(self):
-        return {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "scheduler", "scaler")}
-
-    def load_state_dict(self, state):
-        for name in ("model", "optimizer", "scheduler", "scaler"):
-            getattr(self, name).load_state_dict(state[name])
-
-
-BACKBONE_KEYS = "backbone."  # the state-dict keys of DeepLabV3Plus.backbone; every other tensor is the head's
-
-
-def head_weights(path, model_args, dataset):
-    """--init-head-from: the tensors outside the backbone (ASPP, decoder, contrastive head) of the checkpoint at
-    `path`, checked to be of a model of this run's architecture, output stride and classes.
-
-    The AL study's supervised cycles build on the previous cycle's model: one network trains through them all, its
-    backbone (with its BatchNorm statistics) reloaded from ImageNet before each, ASPP and decoder kept
-    (sud0301/best_practices_ALSS query_strategies/strategy.py l.67-89); its SSL cycles re-initialise everything
-    (strategy_SSL.py l.133-149).
-    """
-    checkpoint = load_checkpoint(path)
-    check_dataset(checkpoint, path, dataset)
-    for key in ("arch", "output_stride"):
-        theirs = checkpoint["model_args"].get(key)
-        if theirs != model_args[key]:
-            raise UserError(f"--init-head-from {path}: a model of {key} {theirs!r}, this run trains one of "
-                            f"{model_args[key]!r}")
-    head = {name: tensor for name, tensor in checkpoint["model"].items() if not name.startswith(BACKBONE_KEYS)}
-    broken = first_non_finite(head)
-    if broken is not None:
-        raise UserError(f"--init-head-from {path}: NaN or infinite weights ({broken})")
-    return head
-
-
-def load_head(model, head, path):
-    """`head` (head_weights, read from `path`) into `model`: every tensor outside its backbone, of the same shape."""
-    own = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith(BACKBONE_KEYS)}
-    mismatch = key_mismatch(own, head, "this run's model")  # e.g. a --contrastive head on one side only
-    if mismatch:
-        raise UserError(f"--init-head-from {path}: not the head of this run's model: {mismatch}")
-    model.load_state_dict(head, strict=False)  # the backbone's keys, left out, keep --pretrained's weights
-
-
-def start_run(args, model_args, num_samples, device, world=SINGLE, head=None):
-    """The initial model (seeded by --seed: the same on every process) on `device`, with its optimiser, schedule
-    (over the steps of `num_samples` labeled samples an epoch) and scaler; `head`: --init-head-from's tensors
-    (head_weights), loaded over the initial ones."""
-    seeding.seed_initial_weights(args.seed)
-    model = build_model(model_args)
-    if args.pretrained:
-        load_pretrained_backbone(model, args.pretrained, args.arch)
-    if head is not None:
-        load_head(model, head, args.init_head_from)
-    if args.freeze_backbone:
-        model.freeze_backbone()
-    if args.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same state dict keys as BatchNorm2d
-    model.to(device)
-    fast_path.to_channels_last(model, device)  # before DistributedDataParallel, which keeps the layout of its buckets
-    network = model
-    if world.distributed:
-        network = torch.nn.parallel.DistributedDataParallel(model, [device] if device.type == "cuda" else None)
-    optimizer = make_optimizer(args, model)
-    lr_lambda = LR_SCHEDULES[args.lr_schedule](total_steps(num_samples, args.batch_size, args.epochs,
-                                                           args.steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    scaler = fast_path.grad_scaler(device, args.amp)
-    return Run(model, optimizer, lr_lambda, scheduler, scaler, device, network)
 
 
 def describe(args, train_args, model_args, images, index, index_sha256, weights):
@@ -452,16 +275,6 @@ def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE,
     else:
         save_checkpoint(resume_path(args), {**state, **ssl.state_dict(),
                                             **({"keep_best": best.state_dict()} if best is not None else {})})
-
-
-def labeled_samples(args, images):
-    """The labeled samples of an epoch (lib.engine.epoch_order): each labeled item's box with --item-crops, else a
-    random crop of each labeled image."""
-    if args.item_crops:
-        return ItemCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
-                         images.std)
-    return LabeledCrops(images.dataset, images.unit, images.labeled, images.crop, args.flip, args.seed, images.mean,
-                        images.std, images.random_scale)
 
 
 def train_epochs(args, run, ssl, images, description, resumed, weights, world=SINGLE, best=None):

@@ -3,12 +3,13 @@ from collections import Counter
 
 import pytest
 import torch
-
 from conftest import import_script
+
 from lib.data import open_dataset
 from lib.engine import EpochBatches, LabeledCrops, epoch_order, training_loader
 from lib.fixed_steps import fixed_steps_order, sample_order
 from lib.index import LabeledIndex, Unit, save_index
+from lib.training_run import model_arguments, start_run
 
 train = import_script("train.py")
 
@@ -53,7 +54,7 @@ def four_images(pool, folder, out, epochs):
 def test_the_schedule_counts_the_steps_of_every_epoch(synthetic_pool, tmp_path):
     argv = four_images(synthetic_pool, tmp_path, tmp_path / "model.pt", 2)
     args = train.get_args_parser().parse_args([*argv, "--steps-per-epoch", "3"])
-    run = train.start_run(args, train.model_arguments(args, 8), 4, torch.device("cpu"))
+    run = start_run(args, model_arguments(args, 8), 4, torch.device("cpu"))
     assert run.lr_lambda(3) == pytest.approx(0.5 ** 0.9)  # half of 2 epochs x 3 steps, not of 2 x 2
     train.main([*argv, "--steps-per-epoch", "3"])
     checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)

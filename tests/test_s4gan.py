@@ -3,11 +3,14 @@ import json
 
 import pytest
 import torch
-
 from conftest import RecordedProgress, fail, import_script
+
+from lib import training_run
 from lib.data import IGNORE_INDEX
 from lib.engine import batch_forward, train_one_epoch
+from lib.losses import make_criterion
 from lib.models import build_model
+from lib.optim import make_optimizer
 from lib.semisup.s4gan import S4GAN, Discriminator, real_maps, self_training_targets, unit_range
 from lib.semisup.s4gan_mode import S4GanTraining
 from lib.semisup.unlabeled import UNLABELED
@@ -121,7 +124,6 @@ def test_misplaced_s4gan_flags_are_one_line_errors(synthetic_pool, tmp_path, cap
 def recorded_training(monkeypatch, argv):
     """train.main(argv) -> (the labeled crops' loss of every step, the model's gradients at every step)."""
     losses, gradients = [], []
-    make_criterion, make_optimizer = train.make_criterion, train.make_optimizer
 
     def recording_criterion(*args, **kwargs):
         criterion = make_criterion(*args, **kwargs)
@@ -139,7 +141,7 @@ def recorded_training(monkeypatch, argv):
         return optimizer
 
     monkeypatch.setattr(train, "make_criterion", recording_criterion)
-    monkeypatch.setattr(train, "make_optimizer", recording_optimizer)
+    monkeypatch.setattr(training_run, "make_optimizer", recording_optimizer)
     train.main(argv)
     monkeypatch.undo()
     return losses, gradients

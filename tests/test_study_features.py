@@ -4,14 +4,16 @@ import json
 
 import pytest
 import torch
-
 from conftest import fail, import_script
+
 from lib.acquire.context import ItemReader
 from lib.checkpoint import load_checkpoint
 from lib.data import open_dataset
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lib.errors import UserError
+from lib.head_init import head_weights, load_head
 from lib.models import build_model
+from lib.training_run import model_arguments, start_run
 from lib.units import Unit
 
 train, select = import_script("train.py"), import_script("select.py")
@@ -88,9 +90,9 @@ def initial_model(pool, trained, tmp_path, *extra):
     """train.py's initial model (start_run) with these flags, and its model_args."""
     args = train_args(pool, trained, tmp_path / "next.pt", *extra)
     dataset = open_dataset("synthetic", pool, "train")
-    model_args = train.model_arguments(args, dataset.num_classes)
-    head = train.head_weights(args.init_head_from, model_args, dataset) if args.init_head_from else None
-    return train.start_run(args, model_args, 4, CPU, head=head).model.state_dict(), model_args
+    model_args = model_arguments(args, dataset.num_classes)
+    head = head_weights(args.init_head_from, model_args, dataset) if args.init_head_from else None
+    return start_run(args, model_args, 4, CPU, head=head).model.state_dict(), model_args
 
 
 def test_the_head_starts_from_the_checkpoint_and_the_backbone_as_without_it(synthetic_pool, trained_tiny, tmp_path):
@@ -131,11 +133,11 @@ def test_a_head_of_another_shape_is_refused(trained_tiny):
                                        "embed_dim": 4})
     with pytest.raises(UserError, match=r"not the head of this run's model: \d+ keys? missing, 0 unexpected "
                                         r"\(first missing representation\."):
-        train.load_head(with_representation, head, "m.pt")
+        load_head(with_representation, head, "m.pt")
     other_classes = build_model({"arch": "tiny", "num_classes": 5, "output_stride": 16, "mc_dropout": False})
     with pytest.raises(UserError, match=r"decoder\.classifier\.weight is \[8, .*\] in the file, \[5, .*\] in this "
                                         r"run's model"):
-        train.load_head(other_classes, head, "m.pt")
+        load_head(other_classes, head, "m.pt")
 
 
 def test_the_previous_model_is_never_overwritten(synthetic_pool, trained_tiny, capsys):

@@ -3,13 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import Killed, fail, import_script, kill_after_epoch
 from PIL import Image
 
-from conftest import Killed, fail, import_script, kill_after_epoch
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.base import SegmentationDataset
 from lib.index import LabeledIndex, Unit, save_index
 from lib.models import build_model
+from lib.optim import make_optimizer
+from lib.training_set import training_images
 
 train = import_script("train.py")
 
@@ -213,7 +215,7 @@ def test_default_flags_train_every_labeled_image_each_epoch_on_whole_tiny_images
 def test_the_crop_fits_the_images_cropped_from_unless_asked(tmp_path, flags, crop):
     pool, index = lesion_pool(tmp_path, [(24, 32)] * 3 + [(30, 26), (20, 40)], side=4, labeled=4)
     args = train.get_args_parser().parse_args(lesion_args(pool, index, tmp_path / "model.pt", *flags))
-    assert train.training_images(args)[0].crop == crop
+    assert training_images(args)[0].crop == crop
 
 
 @pytest.mark.parametrize("side, lr, epochs, warned", [(4, "1e-9", "1", True), (13, "0.05", "2", False)],
@@ -253,7 +255,7 @@ def test_class_weights_of_the_wrong_count_are_one_error_line(tmp_path, capsys, w
 
 
 def optimizer_of(*flags, embed_dim=0, frozen=False):
-    """train.make_optimizer for a tiny model (with a representation head of `embed_dim`, a frozen backbone) under
+    """lib.optim.make_optimizer for a tiny model (with a representation head of `embed_dim`, a frozen backbone) under
     train.py's `flags`; returns the optimiser and the model's {id(parameter): name}."""
     args = train.get_args_parser().parse_args(["--dataset", "synthetic", "--data-root", ".", "--index", "i.json",
                                                "--out", "m.pt", "--lr", "0.05", *flags])
@@ -261,7 +263,7 @@ def optimizer_of(*flags, embed_dim=0, frozen=False):
                                "embed_dim": embed_dim})
     if frozen:
         model.freeze_backbone()
-    return train.make_optimizer(args, model), {id(p): name for name, p in model.named_parameters()}
+    return make_optimizer(args, model), {id(p): name for name, p in model.named_parameters()}
 
 
 @pytest.mark.parametrize("frozen", [False, True], ids=["trained-backbone", "frozen-backbone"])

@@ -6,14 +6,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import fail, import_script
 from PIL import Image
 
-from conftest import fail, import_script
 from lib.data import open_dataset
 from lib.data.base import read_label
 from lib.engine import LabeledCrops
 from lib.errors import UserError
 from lib.index import load_index
+from lib.training_set import labeled_items
 from lib.units import Box, Unit
 from lib.worklist import MARGIN, OUTLINE, write_worklist
 
@@ -190,7 +191,7 @@ def test_annotation_round_trip_trains_on_the_selected_patches_only(synthetic_poo
     assert torch.load(tmp_path / "model.pt", weights_only=True)["index"]["labeled_images"] == len(images)
 
     dataset = open_dataset("folder", unlabeled_pool, "train")
-    labeled = train.labeled_items(str(index), load_index(index, dataset.ids, dataset="folder"), dataset)
+    labeled = labeled_items(str(index), load_index(index, dataset.ids, dataset="folder"), dataset)
     crops = LabeledCrops(dataset, Unit("patch", (2, 2)), labeled, (32, 48), False, 0, [0, 0, 0], [1, 1, 1])
     for i, image in enumerate(crops.ids):
         _, target = crops[i]  # [32, 48]: a whole-image crop without flips
