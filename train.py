@@ -80,7 +80,7 @@ from lib.state_dicts import first_non_finite
 from lib.text import plural
 from lib.threads import use_threads
 from lib.training_run import model_arguments, start_run
-from lib.training_set import labeled_samples, training_images
+from lib.training_set import labeled_samples, small_items_warning, training_images
 from lib.units import labeled_fractions
 
 
@@ -331,6 +331,10 @@ def train(args, world, device):
         raise UserError(f"{args.index}: {plural(len(images.labeled), 'labeled image')} cannot be shared between "
                         f"the {world.size} processes of torchrun")
     # A class never seen warns, labels of nothing but ignore are refused; returns the [C] labeled pixels of each class.
+    if args.item_crops and world.is_writer:
+        warning = small_items_warning(images.crop, args.output_stride)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     counts = check_class_pixels(images.dataset, list(images.labeled), args.workers, args.index,
                                 f"its labeled items of split {args.split!r}", "learn", images.unit, images.labeled)
     weights = class_weights(args.class_weights, images.dataset.class_names, counts)

@@ -7,6 +7,7 @@ from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, mask_to_tensor
 from lib.engine import ItemCrops, largest_item
 from lib.index import LabeledIndex, save_index
+from lib.training_set import small_items_warning
 from lib.units import Unit
 
 train = import_script("train.py")
@@ -131,12 +132,15 @@ def test_an_epoch_is_every_item_once_in_full_batches_of_items_and_the_schedule_s
     assert checkpoint["train_args"]["item_crops"] is True
 
 
-def test_the_same_seed_trains_the_same_weights(synthetic_pool, tmp_path, patch_index):
+def test_the_same_seed_trains_the_same_weights(synthetic_pool, tmp_path, patch_index, capsys):
     index, _ = patch_index
     weights = []
     for name in ("a.pt", "b.pt"):
         train.main(argv(synthetic_pool, index, tmp_path / name, "--item-crops"))  # with flips
         weights.append(torch.load(tmp_path / name, weights_only=True)["model"])
+        # cells of 8x12 pixels at the default output stride 16
+        assert "warning: --item-crops: the labeled items are at most 8x12 pixels, 1x1 positions" in \
+            capsys.readouterr().err
     assert all(torch.equal(tensor, weights[1][name]) for name, tensor in weights[0].items())
 
 
@@ -153,3 +157,17 @@ def test_flags_that_would_crop_otherwise_are_one_error_line(synthetic_pool, tmp_
     assert fail(train, argv(synthetic_pool, index, out, "--item-crops", *flags), capsys).startswith(message)
     assert not out.exists()
 
+
+@pytest.mark.parametrize("item_size, output_stride, positions", [
+    ((30, 40), 16, "2x3"),  # CamVid's 4x4 patches at 120x160
+    ((90, 120), 32, "3x4"),
+])
+def test_items_with_few_backbone_positions_are_warned_of(item_size, output_stride, positions):
+    warning = small_items_warning(item_size, output_stride)
+    assert f"at most {item_size[0]}x{item_size[1]} pixels, {positions} positions" in warning
+    assert f"output stride {output_stride}" in warning
+
+
+def test_items_of_the_papers_size_are_not_warned_of():
+    assert small_items_warning((90, 120), 16) is None  # MEAL's CamVid patches: 6x8 positions
+    assert small_items_warning((64, 64), 16) is None  # 4x4: the fewest not warned of
