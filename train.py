@@ -79,7 +79,7 @@ from lib.semisup.modes import SSL_MODES, add_ssl_flags, check_ssl_flags
 from lib.state_dicts import first_non_finite
 from lib.text import plural
 from lib.threads import use_threads
-from lib.training_run import model_arguments, start_run
+from lib.training_run import Run, model_arguments, start_run
 from lib.training_set import labeled_samples, small_items_warning, training_images
 from lib.units import labeled_fractions
 
@@ -271,7 +271,9 @@ def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE,
     if epoch == args.epochs:
         if best is not None:
             state = {**state, "model": best.weights, "training": {**state["training"], **best.record()}}
-        save_checkpoint(args.out, state)  # without the --ssl mode's state: nothing uses it after training
+        # The model and what describes it: the optimiser's states (SGD's momentum, Adam's moments: one or two more
+        # copies of the weights), the schedule's, the scaler's and the --ssl mode's serve a resumed run only.
+        save_checkpoint(args.out, {key: value for key, value in state.items() if key not in Run.RESUME_STATES})
     else:
         save_checkpoint(resume_path(args), {**state, **ssl.state_dict(),
                                             **({"keep_best": best.state_dict()} if best is not None else {})})
@@ -331,10 +333,6 @@ def train(args, world, device):
         raise UserError(f"{args.index}: {plural(len(images.labeled), 'labeled image')} cannot be shared between "
                         f"the {world.size} processes of torchrun")
     # A class never seen warns, labels of nothing but ignore are refused; returns the [C] labeled pixels of each class.
-    if args.item_crops and world.is_writer:
-        warning = small_items_warning(images.crop, args.output_stride)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
     counts = check_class_pixels(images.dataset, list(images.labeled), args.workers, args.index,
                                 f"its labeled items of split {args.split!r}", "learn", images.unit, images.labeled)
     weights = class_weights(args.class_weights, images.dataset.class_names, counts)
@@ -352,6 +350,10 @@ def train(args, world, device):
             if best is not None:
                 best.load_state_dict(resumed["keep_best"])
     description = describe(args, train_args, model_args, images, index, index_sha256, weights)
+    if args.item_crops and world.is_writer:  # once the run is sure to start
+        warning = small_items_warning(images.crop, args.output_stride)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     unit = index.unit
     what = "images" if unit.type == "image" else f"{unit.describe()} items in {len(images.labeled)} images"
     processes = f" in {world.size} processes" if world.distributed else ""

@@ -11,7 +11,8 @@ A checkpoint is a plain dict (torchvision references' shape, nanoGPT's model_arg
                          (of the pool's items), "labeled_pixel_fraction", "pool_size", "unit", "cycle"}
     train_args           every train.py flag, for provenance and resume checks
     epoch, epochs        last finished epoch (1-based) and the planned number
-    model, optimizer, scheduler, scaler   state dicts, for --resume
+    model                the weights (state dict)
+    optimizer, scheduler, scaler   their state dicts, in train.py's <out>.resume only (for --resume)
 """
 import math
 

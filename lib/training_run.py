@@ -39,11 +39,14 @@ class Run:
     device: torch.device
     network: torch.nn.Module
 
+    # What only a run that goes on needs (--resume): the finished model's file leaves them out.
+    RESUME_STATES = ("optimizer", "scheduler", "scaler")
+
     def state_dict(self):
-        return {name: getattr(self, name).state_dict() for name in ("model", "optimizer", "scheduler", "scaler")}
+        return {name: getattr(self, name).state_dict() for name in ("model", *self.RESUME_STATES)}
 
     def load_state_dict(self, state):
-        for name in ("model", "optimizer", "scheduler", "scaler"):
+        for name in ("model", *self.RESUME_STATES):
             getattr(self, name).load_state_dict(state[name])
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from bad_input_kit import SCRIPTS, Case, Inputs, case_ids, check_case, for_scripts
-from conftest import import_script
+from conftest import Killed, import_script, kill_after_epoch
 from lib import fileio
 
 train, select, evaluate = (import_script(f"{name}.py") for name in ("train", "select", "evaluate"))
@@ -88,10 +88,13 @@ class BrokenInputs(Inputs):
 
     def resume_file(self, edit):
         """An <out>.resume of this very run (2 epochs), killed after epoch 1, then `edit(checkpoint)`ed."""
-        train.main(self.train("--epochs", "2", "--out", str(self.tmp / "model.pt")))
-        checkpoint = torch.load(self.tmp / "model.pt", weights_only=True)
-        (self.tmp / "model.pt").unlink()
-        checkpoint.update(epoch=1, train_args={**checkpoint["train_args"], "out": str(self.out / "model.pt")})
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            kill_after_epoch(monkeypatch, train, 1)
+            with pytest.raises(Killed):
+                train.main(self.train("--epochs", "2", "--out", str(self.tmp / "model.pt")))
+        checkpoint = torch.load(self.tmp / "model.pt.resume", weights_only=True)
+        (self.tmp / "model.pt.resume").unlink()
+        checkpoint.update(train_args={**checkpoint["train_args"], "out": str(self.out / "model.pt")})
         edit(checkpoint)
         torch.save(checkpoint, self.out / "model.pt.resume")
         return ["--epochs", "2", "--resume"]

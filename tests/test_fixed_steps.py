@@ -58,7 +58,7 @@ def test_the_schedule_counts_the_steps_of_every_epoch(synthetic_pool, tmp_path):
     assert run.lr_lambda(3) == pytest.approx(0.5 ** 0.9)  # half of 2 epochs x 3 steps, not of 2 x 2
     train.main([*argv, "--steps-per-epoch", "3"])
     checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert checkpoint["scheduler"]["last_epoch"] == 6 and checkpoint["train_args"]["steps_per_epoch"] == 3
+    assert checkpoint["progress"]["done"] == 6 and checkpoint["train_args"]["steps_per_epoch"] == 3
 
 
 class Killed(BaseException):
