@@ -169,10 +169,20 @@ class _EpochSamples(Dataset):
 
 
 def training_loader(samples, batches, workers, pin_memory=False):
-    """The one DataLoader of a run's labeled batches (`batches`, EpochBatches): its -j workers are started once and
-    serve every epoch, instead of a new set of processes per epoch."""
-    return DataLoader(_EpochSamples(samples), batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=workers > 0)
+    """The one DataLoader of a run's labeled batches (`batches`, EpochBatches), see persistent_loader."""
+    return persistent_loader(_EpochSamples(samples), batches, workers, pin_memory)
+
+
+def persistent_loader(dataset, batch_sampler, workers, pin_memory):
+    """A DataLoader kept through a training run: its -j workers are started once and serve every epoch, instead of
+    a new set of processes per epoch (each index says which epoch's draws it is).
+
+    It has a random generator of its own. Every iterator made draws its workers' base seed, by default from torch's
+    global RNG, which dropout and s4GAN draw from after lib.seeding.seed_epoch: without workers a run makes an
+    iterator per epoch, with persistent ones a single iterator, and -j changed the weights of --ssl s4gan runs.
+    """
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0, generator=torch.Generator())
 
 
 def batch_forward(model, images, split, with_embeddings):

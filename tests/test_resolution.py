@@ -201,5 +201,5 @@ def test_pseudo_labels_of_another_resolution_are_refused(synthetic_pool, tmp_pat
     crops = UnlabeledCrops(dataset, Unit(), [image_id], {}, (8, 8), 0, [0, 0, 0], [1, 1, 1],
                            {image_id: tmp_path / "p.png"})
     with pytest.raises(UserError, match="pseudo label is 48x32 but its image is 24x16"):
-        crops[0]
+        crops[(1, 0, 0)]  # (epoch, pass, index)
     assert read_label(tmp_path / "p.png").shape == (32, 48)

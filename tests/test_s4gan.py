@@ -202,3 +202,17 @@ def test_the_unlabeled_crops_may_go_through_the_model_apart():
                                                                                                 rest_embeddings]))
     joint, none = batch_forward(model, images, 5, with_embeddings=False)
     assert torch.equal(joint, model(images)) and none is None and not torch.allclose(joint, logits)
+
+
+def test_workers_change_no_weight(synthetic_pool, tmp_path):
+    """-j 2's loaders live through the run (one iterator each), -j 0's make one an epoch: neither draws from the
+    global RNG that s4GAN's steps use (lib.engine.persistent_loader), so the weights are the same."""
+    index = tmp_path / "index.json"
+    select.main(["--dataset", "synthetic", "--data-root", str(synthetic_pool), "--method", "random", "--budget", "4",
+                 "--out", str(index)])
+    weights = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"j{workers}.pt"
+        train.main([*train_argv(synthetic_pool, index, out), "--ssl", "s4gan", "--epochs", "3", "--workers", workers])
+        weights.append(torch.load(out, weights_only=True)["model"])
+    assert all(torch.equal(tensor, weights[1][name]) for name, tensor in weights[0].items())

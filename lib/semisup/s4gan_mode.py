@@ -48,7 +48,7 @@ class S4GanTraining(FlagTable, SslMode):
         # Its initial weights come from torch's global RNG where the model's left it (lib.seeding).
         adversary = S4GAN(images.dataset.num_classes, args.disc_lr, args.lambda_fm, args.lambda_st,
                           args.disc_threshold, lr_lambda, device, args.amp)  # on the model's schedule
-        return cls(adversary, epoch_batches(args, images, ids), fast_path.loss_read_steps(device))
+        return cls(adversary, epoch_batches(args, images, ids, device), fast_path.loss_read_steps(device))
 
     def __init__(self, adversary, batches, read_every=1):
         super().__init__(batches)  # crops whose unlabeled pixels are UNLABELED

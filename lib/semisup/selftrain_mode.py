@@ -97,7 +97,8 @@ class SelfTraining(SslMode):
         # Images larger than select.py's and evaluate.py's default --slide-window are labeled window by window.
         pseudo_paths = pseudo_label_files(folder, args.teacher, args.pseudo_threshold, images.dataset, ids, device,
                                           args.batch_size, args.workers, DEFAULT_SLIDE_WINDOW, scales)
-        return cls(epoch_batches(args, images, ids, pseudo_paths))  # labeled by the teacher where no true label is
+        # labeled by the teacher where no true label is
+        return cls(epoch_batches(args, images, ids, device, pseudo_paths))
 
     def loss(self, images, logits, masks, num_labeled):
         # Averaged over its own pixels: a few labels are not drowned by many pseudo labels.

@@ -7,17 +7,17 @@ with a true label always keeps it; the others carry the teacher's pseudo label
 (self-training, made before training) or UNLABELED (s4GAN, whose labels are made during
 training from the model's own prediction).
 """
-import functools
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Sampler
 
 from lib import seeding
 from lib.cli import positive_int
 from lib.data.base import UNLABELED, read_label
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip, random_rescale
+from lib.engine import persistent_loader
 from lib.errors import UserError
 from lib.semisup.augment import strong_augment
 
@@ -68,16 +68,43 @@ def unlabeled_images(args, images):
     return found
 
 
-def epoch_batches(args, images, ids, pseudo_paths=None):
-    """epoch -> endless batches of -u crops of the images `ids` (UnlabeledCrops), for SslMode.batches."""
+def epoch_batches(args, images, ids, device, pseudo_paths=None):
+    """epoch -> endless batches of -u crops of the images `ids` (UnlabeledCrops), for SslMode.batches: from one
+    DataLoader, whose -j workers serve the whole run (pinned memory on CUDA), as the labeled crops'."""
     crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, images.crop, args.seed, images.mean,
                            images.std, pseudo_paths, images.random_scale)
-    return functools.partial(unlabeled_batches, crops, batch_size=args.unlabeled_batch_size, workers=args.workers)
+    batches = PassBatches(args.seed, len(crops), args.unlabeled_batch_size)
+    loader = persistent_loader(crops, batches, args.workers, pin_memory=device.type == "cuda")
+
+    def of_epoch(epoch):
+        batches.epoch = epoch
+        return iter(loader)  # a new pass of the sampler; the epoch before stops where its labeled steps did
+
+    return of_epoch
+
+
+class PassBatches(Sampler):
+    """Endless batches of `batch_size` unlabeled crops in an epoch, set in `epoch` before each: pass after pass
+    over the `count` crops, each in the order drawn from (seed, epoch, pass), as many as the labeled steps take.
+    A pass drops its short last batch, unless it is a single batch of all the crops. Each index goes out as
+    (epoch, pass, index): the key of UnlabeledCrops."""
+
+    def __init__(self, seed, count, batch_size):
+        self.seed, self.count, self.batch_size = seed, count, batch_size
+        self.epoch = 0
+
+    def __iter__(self):
+        epoch = self.epoch
+        stop = self.count - self.count % self.batch_size if self.count > self.batch_size else self.count
+        for repeat in itertools.count():
+            order = seeding.unlabeled_order(self.seed, epoch, repeat, self.count)
+            for start in range(0, stop, self.batch_size):
+                yield [(epoch, repeat, i) for i in order[start:start + self.batch_size]]
 
 
 class UnlabeledCrops(Dataset):
-    """Random crops of the images `ids`, with targets of true labels where known; set `epoch` and `repeat` (the pass
-    over them within the epoch) before each pass.
+    """Random crops of the images `ids`, with targets of true labels where known; indexed by (epoch, pass over
+    the images within the epoch, index), the draws of each key its own.
 
     With `pseudo_paths` (image id -> PNG) the other pixels get the teacher's labels and
     the crop is strongly augmented (self-training); without, they are UNLABELED and
@@ -91,7 +118,6 @@ class UnlabeledCrops(Dataset):
         self.dataset, self.unit, self.ids, self.labeled = dataset, unit, list(ids), labeled
         self.crop, self.seed, self.mean, self.std = crop, seed, mean, std
         self.pseudo_paths, self.random_scale = pseudo_paths, random_scale
-        self.epoch, self.repeat = 0, 0
 
     def __len__(self):
         return len(self.ids)
@@ -110,9 +136,10 @@ class UnlabeledCrops(Dataset):
         mask = self.dataset.load_mask(image_id)
         return np.where(self.unit.labeled_area(self.labeled[image_id], *mask.shape), mask, target)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, repeat, i = key
         image_id = self.ids[i]
-        rng = seeding.unlabeled_sample_rng(self.seed, self.epoch, self.repeat, i)
+        rng = seeding.unlabeled_sample_rng(self.seed, epoch, repeat, i)
         image = self.dataset.load_image(image_id)
         target = self.target(image_id, image.shape[:2])
         if self.random_scale is not None:
@@ -122,11 +149,3 @@ class UnlabeledCrops(Dataset):
             image, target = strong_augment(image, target, rng)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(target)
 
-
-def unlabeled_batches(crops, epoch, batch_size, workers):
-    """Endless batches of `crops` for an epoch; passes in orders drawn from (seed, epoch, pass)."""
-    for repeat in itertools.count():  # as many passes as the labeled images' steps take
-        crops.epoch, crops.repeat = epoch, repeat
-        order = seeding.unlabeled_order(crops.seed, epoch, repeat, len(crops))
-        yield from DataLoader(crops, batch_size=batch_size, sampler=order, num_workers=workers,
-                              drop_last=len(crops) > batch_size)
