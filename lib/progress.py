@@ -52,7 +52,8 @@ class Progress:
         elapsed = max(now - self.start, 1e-9)
         rate = self.items / elapsed
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        shown = " ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items())
+        shown = " ".join(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"
+                         for key, value in values.items())
         text = f"{self.label} {self.done}/{self.total} {shown} {rate:.1f} {self.unit}/s eta {format_duration(eta)}"
         if self.live:
             width = 20

@@ -59,7 +59,8 @@ def test_cycle_seed_differs_between_cycles_and_seeds():
     assert cycle_seed(0, 1) == 3964924996
 
 
-@pytest.mark.parametrize(("text", "pool", "items"), [("10%", 120, 12), ("10%", 2975, 298), ("2.5%", 100, 3), ("7", 10, 7)])
+@pytest.mark.parametrize(("text", "pool", "items"),
+                         [("10%", 120, 12), ("10%", 2975, 298), ("2.5%", 100, 3), ("7", 10, 7)])
 def test_parse_budget(text, pool, items):
     assert parse_budget(text, pool, None, None) == items
 
@@ -73,7 +74,8 @@ def test_pixel_budgets_count_items_of_the_mean_candidate_size(text, items):
 @pytest.mark.parametrize(("text", "message"), [
     ("0", "at least one item"), ("-3", "at least one item"), ("0%", "at least one item"), ("-0.5%px", "at least one"),
     ("ten", "expected a count"), ("5%%", "expected a count"), ("x%px", "expected a count"), ("nan%", "expected a"),
-    ("inf", "expected a count"), ("1.5", "expected a count"), ("1e5000%", "at most 100%"), ("100.01%px", "at most 100%"),
+    ("inf", "expected a count"), ("1.5", "expected a count"), ("1e5000%", "at most 100%"),
+    ("100.01%px", "at most 100%"),
 ])
 def test_bad_budgets_are_refused_where_parsed(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):

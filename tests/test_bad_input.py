@@ -304,10 +304,12 @@ def another_arch(checkpoint):
 
 # Group 4: checkpoints and model files that are empty, incomplete, inconsistent, or misbehave.
 CHECKPOINT_CASES = [
-    *for_scripts("empty-checkpoint", ("select", "evaluate"), lambda s, argv: argv("--checkpoint", s.text_file("e.pt", "")),
+    *for_scripts("empty-checkpoint", ("select", "evaluate"),
+                 lambda s, argv: argv("--checkpoint", s.text_file("e.pt", "")),
                  "e.pt: cannot read checkpoint (EOFError)"),
     Case("empty-teacher", "train",
-         lambda s: s.train("--ssl", "selftrain", "--teacher", s.text_file("e.pt", ""), "--pseudo-dir", str(s.tmp / "p")),
+         lambda s: s.train("--ssl", "selftrain", "--teacher", s.text_file("e.pt", ""),
+                           "--pseudo-dir", str(s.tmp / "p")),
          "e.pt: cannot read checkpoint (EOFError)"),
     *for_scripts("checkpoint-without-preprocess", ("select", "evaluate"),
                  lambda s, argv: argv(*s.checkpoint("c.pt", without("preprocess"))),

@@ -35,7 +35,8 @@ def test_loop_writes_the_experiment_layout(experiment):
         assert [h["method"] for h in second["history"]] == ["random", method]
         metrics = read(out / method / "seed0" / "cycle1" / "metrics.json")
         assert metrics["labeled_fraction"] == 0.5 and 0 <= metrics["miou"] <= 1
-        assert set(metrics["per_class_iou"]) == {"sky", "building", "road", "sidewalk", "vegetation", "pole", "car", "person"}
+        assert set(metrics["per_class_iou"]) == {"sky", "building", "road", "sidewalk", "vegetation", "pole", "car",
+                                                 "person"}
     # The initial cycle is trained once and shared by the methods whose models are alike;
     # BALD's models have MC dropout, so it gets an initial model of its own on the same images.
     assert os.path.samefile(out / "entropy/seed0/cycle0/model.pt", out / "_initial/seed0/model.pt")
@@ -56,7 +57,8 @@ def test_rerun_skips_every_finished_step(synthetic_pool, experiment):
     out, _ = experiment
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     stdout = run_loop(synthetic_pool, out)
-    assert "run train.py" not in stdout and "run select.py" not in stdout and stdout.count("skip ") == 11  # the initial selection, then 5 steps per method
+    # the initial selection, then 5 steps per method
+    assert "run train.py" not in stdout and "run select.py" not in stdout and stdout.count("skip ") == 11
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
 
 
@@ -162,6 +164,7 @@ def test_evaluate_bad_input(synthetic_pool, model_of, tmp_path, capsys):
     assert "class id 9 but the dataset has 8 classes" in fail(evaluate, argv, capsys)
     assert "no <method>/seed<k>/cycle<c>/metrics.json" in fail(evaluate, ["--experiment", str(tmp_path)], capsys)
     (tmp_path / "curve.json").write_text(json.dumps({"budgets": [10, 20], "miou": [50, 60]}))
-    assert "budget 30 is not a point" in fail(evaluate, ["--curve", str(tmp_path / "curve.json"), "--budget", "30"], capsys)
+    assert "budget 30 is not a point" in fail(evaluate, ["--curve", str(tmp_path / "curve.json"), "--budget", "30"],
+                                              capsys)
     argv = ["--checkpoint", str(model_of / "model.pt"), "--data-root", str(synthetic_pool), "--split", "test"]
     assert "test/images: no such folder" in fail(evaluate, argv, capsys)

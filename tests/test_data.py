@@ -61,7 +61,8 @@ def test_sequences_file_gives_frames(tmp_path):
 
 @pytest.mark.parametrize(
     ("mode", "array"),
-    [("L", np.full((4, 6), 7, np.uint8)), ("RGBA", np.full((4, 6, 4), 7, np.uint8)), ("I;16", np.full((4, 6), 7 * 256, np.uint16))],
+    [("L", np.full((4, 6), 7, np.uint8)), ("RGBA", np.full((4, 6, 4), 7, np.uint8)),
+     ("I;16", np.full((4, 6), 7 * 256, np.uint16))],
 )
 def test_greyscale_rgba_and_16_bit_images_are_converted(tmp_path, mode, array):
     make_folder(tmp_path, {})

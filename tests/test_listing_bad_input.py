@@ -75,7 +75,8 @@ JSON_CASES = [
     Case("deep-a2d2-class-list", "select", lambda s: s.first_cycle(*s.a2d2_root(TOO_DEEP)),
          f"camera_lidar_semantic/class_list.json: not a valid A2D2 class list ({NESTED})"),
     *for_scripts("deep-history", ("select", "train"), lambda s, argv: argv(*s.deep_history()),
-                 "index.json: history entry 0 field 'note' is neither a value, a list of values nor an object of those"),
+                 "index.json: history entry 0 field 'note' is neither a value, a list of values nor an object of "
+                 "those"),
 ]
 
 LISTING_CASES = [

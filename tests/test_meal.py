@@ -57,7 +57,8 @@ def test_meal_fits_the_pool_map_once_and_reuses_it(synthetic_pool, mobilenet_fil
                           "--umap-cache", str(cache)))
     assert "fitting the UMAP map of 12 images' patch 2x2 items" in capsys.readouterr().out
     stored = torch.load(cache, weights_only=True)
-    assert stored["umap"]["embedding"].shape == (12 * 4, 2) and stored["key"]["unit"] == {"type": "patch", "grid": [2, 2]}
+    assert stored["umap"]["embedding"].shape == (12 * 4, 2)
+    assert stored["key"]["unit"] == {"type": "patch", "grid": [2, 2]}
     # Later cycles read the map and need no pretrained weights.
     select.main(meal_argv(synthetic_pool, cycle0, "meal", tmp_path / "b.json", "--umap-cache", str(cache)))
     assert "fitting" not in capsys.readouterr().out

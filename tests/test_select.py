@@ -175,7 +175,8 @@ def bad_files(synthetic_pool, tmp_path_factory):
 # {files}: bad_files; {cycle0}: the cycle0 folder; {id0}, {id7}, {id_last}: ids of the pool.
 @pytest.mark.parametrize(("method", "extra", "message"), [
     ("bald", ["--checkpoint", "{cycle0}/model.pt"],
-     "model.pt: --method bald samples dropout in the decoder, which only models trained with train.py --mc-dropout have"),
+     "model.pt: --method bald samples dropout in the decoder, which only models trained with train.py "
+     "--mc-dropout have"),
     ("coreset", ["--features", "{files}/nan.npz"], "nan.npz: features of id {id7!r} is NaN or infinite"),
     ("coreset", ["--features", "{files}/short.npz"], "short.npz: no row for pool item {id_last!r}"),
     ("kmeanspp", ["--features", "{files}/stranger.npz"], "stranger.npz: id 'ghost' is not in the pool"),

@@ -14,7 +14,8 @@ from lib.umap.spectral import component_labels, spectral_layout
 
 
 def blobs(sizes, dim, spread, seed):
-    """Points around len(sizes) centres uniform in [-spread, spread]^dim, unit noise: (points [n, dim] float32, labels)."""
+    """Points around len(sizes) centres uniform in [-spread, spread]^dim, unit noise: (points [n, dim] float32,
+    labels)."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-spread, spread, (len(sizes), dim))
     labels = np.repeat(np.arange(len(sizes)), sizes)

@@ -103,7 +103,8 @@ def test_region_experiment_never_labels_a_pixel_twice(synthetic_pool, tmp_path):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--method", "random", "--grid", "4x4", "--budget", "3"], "--grid describes --unit patch, but --unit is not given"),
+    (["--method", "random", "--grid", "4x4", "--budget", "3"],
+     "--grid describes --unit patch, but --unit is not given"),
     (["--method", "coreset", "--unit", "region", "--budget", "3", "--features", "f.npz"],
      "--method coreset picks image or patch units, not region 43px"),
     (["--method", "random", "--unit", "region", "--region-size", "16", "--budget", "10%"],
@@ -131,7 +132,8 @@ def test_random_images_takes_every_patch_of_whole_images(synthetic_pool, tmp_pat
                             "--grid", "2x2", "--budget", "8"))
     labeled = read(tmp_path / "index.json")["labeled"]
     images = sorted({item.partition("#")[0] for item in labeled})
-    assert len(images) == 2 and sorted(labeled) == sorted(f"{i}#r{r}c{c}" for i in images for r in (0, 1) for c in (0, 1))
-    err = fail(select, select_argv(synthetic_pool, tmp_path / "odd.json", "--method", "random-images", "--unit", "patch",
-                                   "--grid", "2x2", "--budget", "6"), capsys)
+    assert len(images) == 2
+    assert sorted(labeled) == sorted(f"{i}#r{r}c{c}" for i in images for r in (0, 1) for c in (0, 1))
+    err = fail(select, select_argv(synthetic_pool, tmp_path / "odd.json", "--method", "random-images",
+                                   "--unit", "patch", "--grid", "2x2", "--budget", "6"), capsys)
     assert "the budget (6) must be a multiple of the 4 items of an image" in err

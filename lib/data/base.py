@@ -150,7 +150,8 @@ class SegmentationDataset:
         """Image and mask of a labeled image, checked to have the same size."""
         image, mask = self.load_image(image_id), self.load_mask(image_id)
         if mask is None:
-            raise UserError(f"{self.name}/{self.split}: image {image_id!r} is labeled in the index but has no mask file")
+            raise UserError(f"{self.name}/{self.split}: image {image_id!r} is labeled in the index but has no mask "
+                            f"file")
         if self.resolution.native:
             mask_size, image_size = mask.shape, image.shape[:2]
         else:  # resized, the two agree even where their files do not: the files are compared

@@ -93,7 +93,8 @@ def read_frames(path, ids):
     frames = {}
     for image_id in ids:
         entry = table.get(image_id) if isinstance(table, dict) else None
-        if not (isinstance(entry, dict) and isinstance(entry.get("sequence"), str) and isinstance(entry.get("frame"), int)):
+        if not (isinstance(entry, dict) and isinstance(entry.get("sequence"), str)
+                and isinstance(entry.get("frame"), int)):
             raise UserError(f"{path}: no valid {{\"sequence\", \"frame\"}} entry for image {image_id!r}")
         frames[image_id] = Frame(entry["sequence"], entry["frame"])
     return frames

@@ -443,7 +443,8 @@ def _paving(canvas, scene, tex, y0, y1, curb):
     shade = 1 + 0.05 * tex.blob[where] + 0.03 * tex.grain[where]
     joints = ((xs % scene.tile) < 1) | (((ys - y0) % (0.6 * scene.tile)) < 0.8)
     shade = np.where(joints, shade * 0.8, shade)
-    curb_rows = (ys > y1 - max(1.0, 0.02 * scene.height)) if curb == "bottom" else (ys < y0 + max(1.0, 0.02 * scene.height))
+    curb_height = max(1.0, 0.02 * scene.height)
+    curb_rows = (ys > y1 - curb_height) if curb == "bottom" else (ys < y0 + curb_height)
     shade = np.where(curb_rows, shade * 1.15, shade)  # the curb edge catches the light
     canvas.paint(where, True, base * shade[..., None], SIDEWALK)
 
