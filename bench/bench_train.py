@@ -40,6 +40,7 @@ from lib.models import ARCHS  # noqa: E402
 from lib.progress import Progress  # noqa: E402
 from lib.semisup.mode import SslMode  # noqa: E402
 from lib.steps import import_script  # noqa: E402
+from lib.training_run import model_arguments, start_run  # noqa: E402
 
 TRAIN = import_script("train.py")
 SPEEDUP = 2.0  # issue 17's target on a GPU
@@ -57,7 +58,7 @@ def start(arch, batch_size, amp, device, seed):
     argv = ["--dataset", "synthetic", "--data-root", "-", "--index", "-", "--out", "-", "--arch", arch,
             "--batch-size", str(batch_size), "--seed", str(seed), "--amp" if amp else "--no-amp"]
     args = TRAIN.get_args_parser().parse_args(argv)
-    run = TRAIN.start_run(args, TRAIN.model_arguments(args, CLASSES), batch_size, device)
+    run = start_run(args, model_arguments(args, CLASSES), batch_size, device)
     return run, make_criterion(args.loss, None, device)
 
 
