@@ -260,7 +260,7 @@ def describe(args, train_args, model_args, images, index, index_sha256, weights)
 def save_epoch(args, run, ssl, description, epoch, loss, progress, world=SINGLE, best=None):
     """The checkpoint of `epoch`: the .resume file, --out after the last epoch, written by rank 0; nothing of broken
     weights. With --keep-best's `best` (lib.best_epoch.BestEpoch) the .resume file keeps the best epoch so far, and
-    --out gets its weights (the other states stay the last epoch's)."""
+    --out gets its weights (its epoch, loss and progress stay the last epoch's)."""
     state = {**description, "epoch": epoch, **run.state_dict(), "loss": loss, "progress": progress.state_dict()}
     broken = first_non_finite(state["model"])
     if broken is not None:  # a finite loss can still end in broken weights (the last step's update)

@@ -197,6 +197,13 @@ def batch_forward(model, images, split, with_embeddings):
     return torch.cat(logits), None if embeddings[0] is None else torch.cat(embeddings)
 
 
+def joined_on(device, tensors, **to_kwargs):
+    """`tensors` (the batches of the loaders of a step) moved to `device` as they came, from pinned memory on CUDA,
+    and concatenated there: joined on the host they would be an ordinary tensor again. One tensor is not copied."""
+    moved = [tensor.to(device, non_blocking=True, **to_kwargs) for tensor in tensors]
+    return moved[0] if len(moved) == 1 else torch.cat(moved)
+
+
 def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler, scaler, device, progress,
                     criterion=mean_cross_entropy, confusion=None, amp=False):
     """One pass over `loader`, the labeled batches of `epoch`; returns the mean loss.
@@ -225,14 +232,12 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
                                   f"lower --lr ({optimizer.defaults['lr']:g}) or --weight-decay "
                                   f"({optimizer.defaults['weight_decay']:g})")
     unlabeled = ssl.batches(epoch)
-    for step, (images, masks) in enumerate(loader):
-        num_labeled = len(images)
-        if unlabeled is not None:
-            extra_images, extra_masks = next(unlabeled)
-            images, masks = torch.cat([images, extra_images]), torch.cat([masks, extra_masks])
+    for step, labeled_batch in enumerate(loader):
+        num_labeled = len(labeled_batch[0])
+        parts = [labeled_batch] if unlabeled is None else [labeled_batch, next(unlabeled)]
         # images [B, 3, H, W], masks [B, H, W]: the labeled crops first, then the mode's unlabeled ones
-        images = images.to(device, non_blocking=True, memory_format=layout)
-        masks = masks.to(device, non_blocking=True)
+        images = joined_on(device, [part_images for part_images, _ in parts], memory_format=layout)
+        masks = joined_on(device, [part_masks for _, part_masks in parts])
         with fast_path.autocast(device, amp):
             # logits [B, C, H, W]; embeddings [B, D, H/s, W/s] with a contrastive head, else None
             logits, embeddings = batch_forward(model, images, num_labeled if ssl.separate_forward else len(images),

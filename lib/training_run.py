@@ -1,5 +1,5 @@
-"""What a training run updates and its checkpoints keep: the model, optimiser, learning-rate schedule and AMP scaler,
-started from --seed, --pretrained and --init-head-from (train.py)."""
+"""What a training run updates and its .resume files keep: the model, optimiser, learning-rate schedule and AMP
+scaler, started from --seed, --pretrained and --init-head-from (train.py)."""
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +27,7 @@ def model_arguments(args, num_classes):
 
 @dataclass
 class Run:
-    """What the steps of training update and a checkpoint keeps: the model, its optimiser, learning-rate schedule
+    """What the steps of training update and a .resume file keeps: the model, its optimiser, learning-rate schedule
     (`lr_lambda`: the factor per step) and AMP loss scaler, on `device`; `network` is what the steps call: the model,
     or under torchrun its DistributedDataParallel wrapper, which averages the gradients of the processes."""
 

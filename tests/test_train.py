@@ -152,7 +152,7 @@ def test_the_schedule_spans_the_steps_taken(synthetic_pool, tmp_path, monkeypatc
     train.main([*train_args(synthetic_pool, tmp_path / "index.json", tmp_path / "model.pt"), "--lr-schedule", schedule,
                 "--batch-size", str(batch_size)])
     steps = 3 * -(-num_labeled // batch_size)  # 3 epochs of every image; a short last batch is filled up
-    if schedule == "poly":  # lr * (1 - step / total) ** 0.9: it reaches 0 just after the last step, not before
+    if schedule == "poly":  # lr * (1 - step / total) ** 0.9: above 0 at the last step
         assert used == pytest.approx([0.05 * (1 - k / steps) ** 0.9 for k in range(steps)])
     else:
         assert used == [0.05] * steps
