@@ -7,8 +7,10 @@ cityscapes_10_10's entropy after its initial random 10 %: select.py scores the p
 with the initial model, train.py trains on the 20 %, evaluate.py evaluates on val,
 with the flags scripts/lib/study.sh gives them. `scale 1/2` is the scripts' protocol
 (frames halved before their 256x512 crops, scored and evaluated at 512x1024, as the
-study's code); `files` is what the scripts did before it (crops of the 2048x1024
-frames, scoring and evaluation at that size). --arch stands in for the study's WRN-38
+study's code), read from the PNGs or through a --cache-dir (CACHE_DIR) that a first
+cycle filled, as it is for an experiment's later cycles and methods; `files` is what
+the scripts did before it (crops of the 2048x1024 frames, scoring and evaluation at
+that size). --arch stands in for the study's WRN-38
 at output stride 8, beyond a CPU; its weights are random, which times alike.
 
 Part `estimate`: the FLOPs of a training image (forward and backward of a 256x512
@@ -45,7 +47,9 @@ QUICK = {"train_images": 20, "val_images": 2, "epochs": 1, "arch": "tiny", "arch
 CITYSCAPES_FRAME = (1024, 2048)
 # Cityscapes' labelIds of its 19 classes (cityscapesScripts helpers/labels.py): the stand-in's masks.
 LABEL_IDS = np.array([7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33], np.uint8)
-RESOLUTIONS = {"scale 1/2": ["--scale", "1/2"], "files": []}
+# The runs timed: train.py's flags, and whether the steps keep the frames decoded (CACHE_DIR, --cache-dir).
+RUNS = {"scale 1/2": (["--scale", "1/2"], False), "scale 1/2, cache": (["--scale", "1/2"], True),
+        "files": ([], False)}
 
 # The study's settings (scripts/*.sh and scripts/lib/study.sh): pool images, initial and per-cycle budget (a share
 # of the pool or a count), cycles after the initial one, methods trained without and with s4GAN (an -ssl step
@@ -88,9 +92,11 @@ def quietly(script, argv):
         return timed(import_script(script).main, argv)[1]
 
 
-def time_cycle(root, folder, resolution, arch, epochs):
-    """{step: seconds} of the cycle after the initial one, at `resolution` (train.py's flags)."""
-    data = ["--dataset", "cityscapes", "--data-root", str(root), "--split", "train"]
+def time_cycle(root, folder, resolution, cache, arch, epochs):
+    """{step: seconds} of the cycle after the initial one, at `resolution` (train.py's flags), every step reading
+    through the --cache-dir `cache` where one is given."""
+    cache = ["--cache-dir", str(cache)] if cache else []
+    data = ["--dataset", "cityscapes", "--data-root", str(root), "--split", "train", *cache]
     training = [*data, "--arch", arch, "--output-stride", "16", "--optimizer", "sgd", "--lr", "1e-3", "--momentum",
                 "0.9", "--weight-decay", "5e-4", "--lr-schedule", "poly", "--batch-size", "8", "--epochs", str(epochs),
                 "--head-lr-mult", "10", "--crop", "256x512", "--seed", "0", *resolution]
@@ -105,7 +111,7 @@ def time_cycle(root, folder, resolution, arch, epochs):
         "train": quietly("train.py", [*training, "--index", str(folder / "cycle1.json"), "--out",
                                       str(folder / "cycle1.pt"), "--init-head-from", str(folder / "initial.pt")]),
         "evaluate": quietly("evaluate.py", ["--checkpoint", str(folder / "cycle1.pt"), "--dataset", "cityscapes",
-                                            "--data-root", str(root), "--split", "val",
+                                            "--data-root", str(root), "--split", "val", *cache,
                                             "--out", str(folder / "metrics.json")]),
     }
 
@@ -115,19 +121,20 @@ def cycle_part(args):
         root = Path(scratch) / "cityscapes"
         write_cityscapes_standin(root, args.train_images, args.val_images)
         times = {}
-        for number, (name, resolution) in enumerate(RESOLUTIONS.items()):
-            folder = Path(scratch) / f"run{number}"
-            folder.mkdir()
-            times[name] = time_cycle(root, folder, resolution, args.arch, args.epochs)
+        for number, (name, (resolution, cached)) in enumerate(RUNS.items()):
+            cache = Path(scratch) / f"cache{number}" if cached else None
+            folders = [Path(scratch) / f"run{number}", Path(scratch) / f"run{number}-again"][:1 + cached]
+            for folder in folders:  # a cache filled by a first cycle (untimed): later cycles' and methods' reads
+                folder.mkdir()
+                times[name] = time_cycle(root, folder, resolution, cache, args.arch, args.epochs)
     labeled = math.ceil(0.2 * args.train_images)
     print(f"one cycle of cityscapes_10_10's entropy, {args.arch}: {args.train_images} train frames of 2048x1024 "
           f"({labeled} labeled, {plural(args.epochs, 'epoch')}), {args.val_images} val; seconds, start-up included")
-    print(f"{'step':<18} {'scale 1/2':>10} {'files':>10} {'files / scale 1/2':>18}")
-    for step in times["files"]:
-        new, old = times["scale 1/2"][step], times["files"][step]
-        print(f"{step:<18} {new:>10.1f} {old:>10.1f} {old / new:>17.2f}x")
-    new, old = sum(times["scale 1/2"].values()), sum(times["files"].values())
-    print(f"{'cycle':<18} {new:>10.1f} {old:>10.1f} {old / new:>17.2f}x")
+    print(f"{'step':<18}" + "".join(f"{name:>18}" for name in RUNS) + f"{'files / scale 1/2':>19}")
+    for step in [*times["files"], "cycle"]:
+        seconds = {name: sum(run.values()) if step == "cycle" else run[step] for name, run in times.items()}
+        print(f"{step:<18}" + "".join(f"{value:>18.1f}" for value in seconds.values())
+              + f"{seconds['files'] / seconds['scale 1/2']:>18.2f}x")
 
 
 def gflops(arch, output_stride, size, train):

@@ -121,6 +121,7 @@ class Config:
     setting: str = ""
     full: bool = False
     device: str = ""
+    cache_dir: str = ""  # train.py's, select.py's and evaluate.py's --cache-dir (decoded images at their resolution)
     pretrained: str = ""  # ImageNet weights of MEAL's map of the pool
     nproc: int = 1  # processes of torchrun for the steps that run a model (1: none)
     launcher: tuple = ()  # the command that starts those steps instead (its words; default torchrun with NPROC)
@@ -341,6 +342,11 @@ def _option(flag, value):
     return (flag, str(value)) if value else ()
 
 
+def _runtime_flags(config):
+    """Where and how the steps that read images run (DEVICE, CACHE_DIR): no setting, see lib.recorded_settings."""
+    return (*_option("--device", config.device), *_option("--cache-dir", config.cache_dir))
+
+
 def _data_flags(config):
     return ("--dataset", config.dataset, "--data-root", config.data_root, "--split", config.split,
             *_option("--pool", config.pool))
@@ -370,12 +376,12 @@ def train_and_evaluate(config, folder, seed, extra_flags, needed_for=()):
     model, metrics = folder / "model.pt", folder / "metrics.json"
     train_flags = (*config.train_args, *extra_flags)
     train = Step("train.py", (*_data_flags(config), "--index", str(folder / "index.json"), "--out", str(model),
-                              "--resume", "--seed", str(seed), *_option("--device", config.device), *train_flags),
+                              "--resume", "--seed", str(seed), *_runtime_flags(config), *train_flags),
                  str(model), needed_for, distributed=not _trains_in_one_process(train_flags))
     evaluate = Step("evaluate.py", ("--checkpoint", str(model), "--dataset", config.val_dataset or config.dataset,
                                     "--data-root", config.val_data_root or config.data_root,
                                     "--split", config.val_split, "--out", str(metrics),
-                                    *_option("--device", config.device), *config.eval_args),
+                                    *_runtime_flags(config), *config.eval_args),
                     str(metrics), needed_for, distributed=True)
     return [train, evaluate]
 
@@ -410,7 +416,7 @@ def method_cycles(config, method, seed):
         steps.append(Step("select.py", (
             *_data_flags(config), "--method", method.acquisition, "--index", str(previous / "index.json"),
             "--checkpoint", str(previous / "model.pt"), *_option("--budget", config.step), "--seed", str(seed),
-            "--out", str(index), "--scores-out", str(folder / "scores.json"), *_option("--device", config.device),
+            "--out", str(index), "--scores-out", str(folder / "scores.json"), *_runtime_flags(config),
             *config.unit_args, *config.select_args, *select_flags), str(index), distributed=True))
         warm = ("--init-head-from", str(previous / "model.pt")) if method.warm_start else ()
         last = config.last_train_args if cycle == config.cycles else ()

@@ -9,7 +9,7 @@ without touching the finished ones, and BUDGET, SETTING and SUMMARY_ARGS only
 choose what the table shows; but with LAST_TRAIN_ARGS, more CYCLES would leave a
 cycle that was trained as the last one in the middle of the curve, so CYCLES is a
 setting then. Flags of where and how fast a step runs (RUNTIME_FLAGS,
-DEVICE) are not settings either; NPROC and LAUNCHER are, as the processes of torchrun
+DEVICE, CACHE_DIR) are not settings either; NPROC and LAUNCHER are, as the processes of torchrun
 split each training batch, and BatchNorm sees their shares.
 """
 import os

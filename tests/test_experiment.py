@@ -187,6 +187,15 @@ def test_the_initial_draw_is_shared_and_variants_get_their_own_model(tmp_path):
                      "bald-ssl/seed0/cycle0": "_initial/seed0/ssl=s4gan,disc-lr=2.5e-5,mc-dropout"}
 
 
+def test_cache_dir_reaches_every_step_that_reads_images(tmp_path):
+    steps = [step for step in commands(plan(tiny_config(tmp_path, cache_dir="cache", full=True)))]
+    # Random draws and the summary (evaluate.py --experiment) read no image.
+    reading = [step for step in steps if "--checkpoint" in step.argv or step.script == "train.py"]
+    assert {step.script for step in reading} == {"train.py", "evaluate.py", "select.py"}
+    assert all(value(step.argv, "--cache-dir") == "cache" for step in reading)
+    assert all("--cache-dir" not in step.argv for step in steps if step not in reading)
+
+
 def trained_by_folder(steps, root):
     """{folder of a model, relative to root: (its train.py step's position in `steps`, the step)}."""
     return {Path(step.output).parent.relative_to(root).as_posix(): (i, step) for i, step in enumerate(steps)
@@ -472,7 +481,8 @@ def test_a_rerun_with_other_settings_stops_unless_accepted(tmp_path, capsys):
     recorded = (tmp_path / "experiment.json").read_text()
     # runtime flags, extensions, the table
     same = tiny_config(tmp_path, train_args=("--epochs", "10", "--workers=0", "--threads", "1", "--device", "cpu"),
-                       seeds=(0, 1), methods=("entropy", "bald"), cycles=5, budget="30")
+                       seeds=(0, 1), methods=("entropy", "bald"), cycles=5, budget="30", cache_dir="cache",
+                       device="cuda")
     check_settings(same, accept_changes=False)
     longer = tiny_config(tmp_path, train_args=("--epochs", "20"), initial="5%")
     with pytest.raises(UserError, match=r"this experiment was run with other settings \(INITIAL was '10%', is "

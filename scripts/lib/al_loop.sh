@@ -34,6 +34,8 @@
 #   PRETRAINED          ImageNet backbone weights for MEAL's map of the pool
 #   POOL                JSON list of image ids: the pool is these images of SPLIT (--pool)
 #   DEVICE              --device of train.py, evaluate.py and the selections with a model
+#   CACHE_DIR           --cache-dir of those steps: images and masks kept decoded at the resolution they
+#                       are read at (.npy), shared by the steps and by experiments on the same data
 #   TRAIN_ARGS SELECT_ARGS EVAL_ARGS   extra flags for the three scripts, split into words as
 #                       the shell would (quote a path with spaces inside: TRAIN_ARGS="--teacher 'a b.pt'")
 #   TRAIN_FLAGS         more train.py flags, as a bash array of words
@@ -69,7 +71,7 @@
 # The configuration, handed to scripts/run_experiment.py in its environment.
 CONFIG_VARIABLES="DATASET DATA_ROOT OUT SPLIT VAL_SPLIT VAL_DATASET VAL_DATA_ROOT METHODS SEEDS SSL SSL_ARGS
     SSL_TEACHER TEACHER_ARGS LAST_TRAIN_ARGS WARM_START INITIAL STEP INITIAL_METHOD CYCLES BUDGET UNIT_ARGS
-    PRETRAINED POOL DEVICE TRAIN_ARGS SELECT_ARGS EVAL_ARGS SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL
+    PRETRAINED POOL DEVICE CACHE_DIR TRAIN_ARGS SELECT_ARGS EVAL_ARGS SETTING SUMMARY_ARGS A2D2_ROOT A2D2_POOLS FULL
     ACCEPT_CHANGES NPROC LAUNCHER"
 
 lock_experiment() {  # hold OUT/.lock until this shell and its children exit; exit 75 if another run holds it

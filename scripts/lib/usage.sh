@@ -6,6 +6,7 @@ print_usage() {
     echo
     echo "--wait (or WAIT=1): if another run uses OUT, wait for it instead of exiting 75."
     echo "--plan (or PLAN=1): print the steps, marking those done, and exit."
+    echo "CACHE_DIR=DIR: keep images and masks decoded in DIR (train.py --cache-dir), for data read many times."
 }
 
 case "${1:-}" in
