@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser, machine_line, parse_with_quick, timed  # noqa: E402
 
+from lib.acquire.budget import parse_budget  # noqa: E402
 from lib.models import build_model  # noqa: E402
 from lib.steps import import_script  # noqa: E402
 from lib.text import plural  # noqa: E402
@@ -51,19 +52,19 @@ LABEL_IDS = np.array([7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 
 RUNS = {"scale 1/2": (["--scale", "1/2"], False), "scale 1/2, cache": (["--scale", "1/2"], True),
         "files": ([], False)}
 
-# The study's settings (scripts/*.sh and scripts/lib/study.sh): pool images, initial and per-cycle budget (a share
-# of the pool or a count), cycles after the initial one, methods trained without and with s4GAN (an -ssl step
+# The study's settings (scripts/*.sh and scripts/lib/study.sh): pool images, initial and per-cycle budget (as
+# select.py's --budget), cycles after the initial one, methods trained without and with s4GAN (an -ssl step
 # forwards and backs an unlabeled batch as large as the labeled one: twice a supervised step), the training crop's
 # pixels against 256x512, whether bald (its own initial model with MC dropout) is among them. 100 epochs, 3 seeds.
 SETTINGS = {
-    "cityscapes_10_10": (2975, 0.10, 4, 5, 5, 1.0, True),
-    "cityscapes_2_2": (2975, 0.02, 4, 5, 5, 1.0, True),
-    "voc_10_10": (10582, 0.10, 4, 5, 5, 321 * 321 / (256 * 512), True),
-    "voc_5_5": (10582, 0.05, 4, 5, 5, 321 * 321 / (256 * 512), True),
-    "voc_2_2": (10582, 0.02, 4, 5, 5, 321 * 321 / (256 * 512), True),
-    **{f"a2d2_pool{pool}_10_10": (2640, 0.10, 4, 5, 5, 1.0, True) for pool in ("0f", "5f", "11f", "21f", "aug")},
-    **{f"a2d2_pool{pool}_2_2": (2640, 0.02, 4, 5, 5, 1.0, True) for pool in ("0f", "11f")},
-    "a2d2_3k": (None, 1000, 2, 5, 3, 1.0, False),  # random, entropy, coreset, uniform, uniform5-entropy; 3 -ssl
+    "cityscapes_10_10": (2975, "10%", 4, 5, 5, 1.0, True),
+    "cityscapes_2_2": (2975, "2%", 4, 5, 5, 1.0, True),
+    "voc_10_10": (10582, "10%", 4, 5, 5, 321 * 321 / (256 * 512), True),
+    "voc_5_5": (10582, "5%", 4, 5, 5, 321 * 321 / (256 * 512), True),
+    "voc_2_2": (10582, "2%", 4, 5, 5, 321 * 321 / (256 * 512), True),
+    **{f"a2d2_pool{pool}_10_10": (2640, "10%", 4, 5, 5, 1.0, True) for pool in ("0f", "5f", "11f", "21f", "aug")},
+    **{f"a2d2_pool{pool}_2_2": (2640, "2%", 4, 5, 5, 1.0, True) for pool in ("0f", "11f")},
+    "a2d2_3k": (None, "1000", 2, 5, 3, 1.0, False),  # random, entropy, coreset, uniform, uniform5-entropy; 3 -ssl
 }
 EPOCHS, SEEDS = 100, 3
 
@@ -150,15 +151,10 @@ def gflops(arch, output_stride, size, train):
     return counter.get_total_flops() / 1e9
 
 
-def budget_items(budget, pool):
-    """select.py's count of a budget: a share of the pool rounded half up, or a count."""
-    return math.floor(budget * pool + 0.5) if isinstance(budget, float) else budget
-
-
 def training_images(setting):
     """Training images (256x512 crop equivalents) of one seed of `setting`, every epoch of every model."""
     pool, budget, cycles, supervised, ssl, crop_share, bald = SETTINGS[setting]
-    step = budget_items(budget, pool)
+    step = parse_budget(budget, pool, None, None)  # as select.py counts it: a share rounds half up
     initial_models = (2 if bald else 1) + 2 * (ssl > 0)  # the initial cycle's: plain (and MC dropout), s4GAN
     later = sum((1 + cycle) * step for cycle in range(1, cycles + 1)) * (supervised + 2 * ssl)
     return EPOCHS * crop_share * (step * initial_models + later)
@@ -178,8 +174,8 @@ def estimate_part(args):
     print(f"training images of the study ({SEEDS} seeds, {EPOCHS} epochs, 256x512 equivalents): {total / 1e6:.1f} M; "
           + ", ".join(f"{setting} {count / 1e6:.1f} M" for setting, count in images.items()))
     # cityscapes_10_10's scoring of the unlabeled pool before each cycle and evaluation of 500 val frames after each
-    pool, share, cycles = 2975, 0.10, 4
-    scored = sum(pool - budget_items(share, pool) * cycle for cycle in range(1, cycles + 1))
+    pool, budget, cycles = 2975, "10%", 4
+    scored = sum(pool - parse_budget(budget, pool, None, None) * cycle for cycle in range(1, cycles + 1))
     inference = SEEDS * 10 * (scored + 500 * (cycles + 1))  # 10 methods, each scores and evaluates its own models
     for arch in args.archs:
         train_eflop = total * flops[arch]["train 256x512 fwd+bwd"] / 1e9

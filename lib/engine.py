@@ -231,7 +231,7 @@ def train_one_epoch(model, epoch, loader, ssl, contrastive, optimizer, scheduler
     losses = fast_path.LossReader(fast_path.loss_read_steps(device),
                                   f"lower --lr ({optimizer.defaults['lr']:g}) or --weight-decay "
                                   f"({optimizer.defaults['weight_decay']:g})")
-    unlabeled = ssl.batches(epoch)
+    unlabeled = ssl.batches(epoch, len(loader))  # one unlabeled batch behind each labeled one
     for step, labeled_batch in enumerate(loader):
         num_labeled = len(labeled_batch[0])
         parts = [labeled_batch] if unlabeled is None else [labeled_batch, next(unlabeled)]

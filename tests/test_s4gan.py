@@ -57,7 +57,7 @@ def test_one_step_changes_both_networks_and_its_losses_are_finite():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     progress = RecordedProgress()
-    mode = S4GanTraining(adversary, batches=lambda epoch: iter([unlabeled]))
+    mode = S4GanTraining(adversary, batches=lambda epoch, steps: iter([unlabeled] * steps))
     loss = train_one_epoch(model, 1, [labeled], mode, None, optimizer, scheduler,
                            torch.amp.GradScaler("cpu", enabled=False), CPU, progress)
     (values,) = progress.values

@@ -12,8 +12,8 @@ CPU = torch.device("cpu")
 
 
 def test_passes_are_seeded_permutations_in_full_batches_keyed_by_epoch_and_pass():
-    batches = PassBatches(seed=3, count=7, batch_size=3, steps=5)
-    batches.epoch = 2
+    batches = PassBatches(seed=3, count=7, batch_size=3)
+    batches.epoch, batches.steps = 2, 5
     first = list(batches)
     assert len(batches) == 5 and [len(batch) for batch in first] == [3] * 5  # the 7th crop waits for a later pass
     assert {(epoch, repeat) for batch in first for epoch, repeat, _ in batch} == {(2, 0), (2, 1), (2, 2)}
@@ -26,18 +26,18 @@ def test_passes_are_seeded_permutations_in_full_batches_keyed_by_epoch_and_pass(
 
 
 def test_fewer_crops_than_a_batch_are_one_batch_a_pass():
-    batches = PassBatches(seed=0, count=2, batch_size=4, steps=3)
-    batches.epoch = 1
+    batches = PassBatches(seed=0, count=2, batch_size=4)
+    batches.epoch, batches.steps = 1, 3
     assert [sorted(i for _, _, i in batch) for batch in batches] == [[0, 1]] * 3
 
 
 def unlabeled_epochs(pool, workers):
-    """The unlabeled batches of epochs 1, 2 and 1 again: 4 steps each (--steps-per-epoch 4)."""
+    """The unlabeled batches of epochs 1, 2 and 1 again, 4 steps each."""
     dataset = open_dataset("synthetic", pool, "train")
     images = TrainingImages(dataset, Unit(), {}, [0.0] * 3, [1.0] * 3, (16, 24))
-    args = argparse.Namespace(seed=5, unlabeled_batch_size=3, workers=workers, batch_size=2, steps_per_epoch=4)
+    args = argparse.Namespace(seed=5, unlabeled_batch_size=3, workers=workers)
     of_epoch = epoch_batches(args, images, dataset.ids[:5], CPU)
-    return [list(of_epoch(epoch)) for epoch in (1, 2, 1)]
+    return [list(of_epoch(epoch, 4)) for epoch in (1, 2, 1)]
 
 
 def test_workers_that_live_through_the_run_serve_the_batches_of_a_loader_per_epoch(synthetic_pool):

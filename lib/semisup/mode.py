@@ -4,8 +4,8 @@ A mode is a class. Its class methods configure a run: the flags it owns, their c
 the paths it reads and writes, and `start`, which makes the object that takes part in
 the steps (lib.engine.train_one_epoch):
 
-- batches(epoch): endless batches (images [U, 3, H, W], targets [U, H, W]) of unlabeled
-  crops, one behind each labeled batch of the epoch; None: the labeled batches alone.
+- batches(epoch, steps): the epoch's `steps` batches (images [U, 3, H, W], targets [U, H, W])
+  of unlabeled crops, one behind each labeled batch; None: the labeled batches alone.
   With `separate_forward` the unlabeled crops go through the model in a call of their own
   (BatchNorm normalises each part by its own statistics), else in one call with the
   labeled crops; either way the model's outputs reach loss and after_step concatenated.
@@ -66,10 +66,10 @@ class SslMode:
         return SslMode()
 
     def __init__(self, batches=None):
-        self._batches = batches  # epoch -> endless batches of unlabeled crops; None: the labeled crops alone
+        self._batches = batches  # (epoch, steps) -> batches of unlabeled crops; None: the labeled crops alone
 
-    def batches(self, epoch):
-        return self._batches and self._batches(epoch)
+    def batches(self, epoch, steps):
+        return self._batches and self._batches(epoch, steps)
 
     def loss(self, images, logits, masks, num_labeled):
         return logits.new_zeros((), dtype=torch.float32), masks

@@ -19,7 +19,6 @@ from lib.data.base import UNLABELED, read_label
 from lib.data.transforms import image_to_tensor, mask_to_tensor, random_crop_flip, random_rescale
 from lib.engine import persistent_loader
 from lib.errors import UserError
-from lib.fixed_steps import epoch_steps
 from lib.semisup.augment import strong_augment
 
 
@@ -70,32 +69,30 @@ def unlabeled_images(args, images):
 
 
 def epoch_batches(args, images, ids, device, pseudo_paths=None):
-    """epoch -> the batches of -u crops of the images `ids` (UnlabeledCrops), one per labeled step of the epoch
-    (lib.fixed_steps.epoch_steps), for SslMode.batches: from one DataLoader, whose -j workers serve the whole run
-    (pinned memory on CUDA), as the labeled crops'."""
+    """(epoch, steps) -> the epoch's `steps` batches of -u crops of the images `ids` (UnlabeledCrops), for
+    SslMode.batches: from one DataLoader, whose -j workers serve the whole run (pinned memory on CUDA), as the
+    labeled crops'. The epoch's iterator ends with its last labeled step: no crop is loaded in vain."""
     crops = UnlabeledCrops(images.dataset, images.unit, ids, images.labeled, images.crop, args.seed, images.mean,
                            images.std, pseudo_paths, images.random_scale)
-    # One batch behind each labeled step: an epoch's iterator ends with the labeled one, no crop loaded in vain.
-    steps = epoch_steps(len(images.labeled), args.batch_size, args.steps_per_epoch)
-    batches = PassBatches(args.seed, len(crops), args.unlabeled_batch_size, steps)
+    batches = PassBatches(args.seed, len(crops), args.unlabeled_batch_size)
     loader = persistent_loader(crops, batches, args.workers, pin_memory=device.type == "cuda")
 
-    def of_epoch(epoch):
-        batches.epoch = epoch
+    def of_epoch(epoch, steps):
+        batches.epoch, batches.steps = epoch, steps
         return iter(loader)
 
     return of_epoch
 
 
 class PassBatches(Sampler):
-    """The `steps` batches of `batch_size` unlabeled crops of an epoch, set in `epoch` before each: pass after pass
-    over the `count` crops, each in the order drawn from (seed, epoch, pass). A pass drops its short last batch,
-    unless it is a single batch of all the crops. Each index goes out as (epoch, pass, index): the key of
+    """The `steps` batches of `batch_size` unlabeled crops of an epoch, both set before each: pass after pass over
+    the `count` crops, each in the order drawn from (seed, epoch, pass). A pass drops its short last batch, unless
+    it is a single batch of all the crops. Each index goes out as (epoch, pass, index): the key of
     UnlabeledCrops."""
 
-    def __init__(self, seed, count, batch_size, steps):
-        self.seed, self.count, self.batch_size, self.steps = seed, count, batch_size, steps
-        self.epoch = 0
+    def __init__(self, seed, count, batch_size):
+        self.seed, self.count, self.batch_size = seed, count, batch_size
+        self.epoch, self.steps = 0, 0
 
     def __iter__(self):
         return itertools.islice(self._passes(self.epoch), self.steps)
