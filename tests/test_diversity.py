@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from lib.acquire import distances
 from lib.acquire.kcenter import k_center_greedy
@@ -99,6 +100,21 @@ def test_k_center_without_centers_starts_from_the_seed_then_follows_the_referenc
     assert picks[0] == k_center_greedy(points, 1, seed=3)[0]
 
 
+@pytest.mark.parametrize(("kind", "offset"), DATA)
+def test_features_near_the_origin_are_read_in_place_and_far_ones_copied(kind, offset):
+    """One feature row per item where it is enough: float32 features near the origin are
+    the points themselves (their picks matched the reference above either way)."""
+    points = pool(kind, offset, seed=1)
+    for given in (points, torch.from_numpy(points)):  # select.py hands over a tensor
+        in_place = np.shares_memory(distances.NearestCenterDistances(given, "cpu").points.numpy(), points)
+        assert in_place == (offset == 0)
+    assert not np.shares_memory(distances.NearestCenterDistances(points.astype(np.float64), "cpu").points.numpy(),
+                                points)
+    read_only = points.copy()
+    read_only.flags.writeable = False  # torch cannot view it without a warning: copied
+    assert not np.shares_memory(distances.NearestCenterDistances(read_only, "cpu").points.numpy(), read_only)
+
+
 @pytest.mark.parametrize("labeled", [False, True])
 def test_k_center_on_copies_of_few_points_matches_the_reference(labeled):
     """20,000 copies of 81 points of N(0, 1) in 8-D. Once each of the 81 is a center (after 80
@@ -124,6 +140,22 @@ def test_k_center_on_float64_features_far_from_the_origin_matches_the_reference(
     points = 1e4 + np.random.default_rng(0).normal(size=(2000, dim))  # [N, d] float64
     picks = k_center_greedy(points, 100, seed=0)
     assert picks == reference_k_center(points, 100, first=picks[0])
+
+
+@pytest.mark.parametrize(("scale", "dtype"), [(1e-24, np.float64), (1e-20, np.float32), (1e19, np.float32),
+                                             (1e20, np.float64)])
+def test_k_center_on_features_whose_squares_float32_cannot_hold_matches_the_reference(scale, dtype):
+    """Squared distances of 1e-48 underflow float32 to 0 (every point a copy of a center) and of 1e38
+    overflow it: the working copy is scaled by a power of two, which changes no decision."""
+    points = (scale * np.random.default_rng(4).normal(size=(500, 16))).astype(dtype)  # [N, d]
+    assert k_center_greedy(points, 40, centers=[0, 1]) == reference_k_center(points, 40, [0, 1])
+
+
+def test_views_torch_cannot_take_and_centers_given_as_a_tensor_pick_as_a_list():
+    points = pool("normal", 0.0, seed=5)
+    expected = reference_k_center(points[::-1], 30, [3, 7])
+    assert k_center_greedy(points[::-1], 30, centers=torch.tensor([7, 3])) == expected  # negative strides
+    assert kmeans_pp_seeding(points, 5, centers=torch.tensor([7, 3])) == kmeans_pp_seeding(points, 5, centers=[3, 7])
 
 
 def test_k_center_breaks_exact_ties_far_from_the_origin_by_the_lowest_index():

@@ -3,14 +3,19 @@
 k-center greedy (Coreset) and K-Means++ seeding pick one point at a time and then
 need, for every point, the squared distance to the nearest center chosen so far.
 Keeping that as a running minimum costs one matrix-vector product per new center:
-memory stays O(N) on top of one copy of the features, and nothing of size N x N is
-ever built (initial centers are added in chunks whose product has a fixed size).
+memory stays O(N) on top of the features (and of their centred copy, when one is
+made), and nothing of size N x N is ever built (initial centers are added in chunks
+whose product has a fixed size).
 
-The copy is float32, stored transposed, [d, N], so the product c^T X streams the
-matrix contiguously. It is centred on the mean in float64 before the cast: distances
-do not change, but the norms in |x|^2 - 2 x.c + |c|^2, and with them the rounding
-error, are those of the spread, not of the offset (cast first, 1e4 + N(0, 1) would
-lose a thousandth of the spread, far more than the allowance below).
+The products are float32, on the points seen as [d, N]. The rounding error of
+|x|^2 - 2 x.c + |c|^2 grows with the norms, so features far from the origin are
+copied, centred on the mean in float64 before the cast: distances do not change, but
+the error is that of the spread, not of the offset (cast first, 1e4 + N(0, 1) would
+lose a thousandth of the spread, far more than the allowance below), and scaled by a
+power of two, exactly, into a range where no square overflows or underflows. float32
+features on the CPU whose mean is within OFFSET_RATIO of their spread and whose norms
+are in that range (a model's features) are used as given, a view and not a copy: one
+feature row per item in memory, not two, at a wider allowance.
 
 Where that error could change a decision, the features as given are used in float64,
 difference by difference, the way a plain float64 loop computes sum((x - c)^2), so
@@ -25,6 +30,8 @@ that distances equal there are equal here:
   whose float32 distance says they may be its nearest: a point that stays a near-tie
   (copies of one point, say) costs O(d) per pick, not O(centers d).
 """
+import math
+
 import numpy as np
 import torch
 
@@ -44,31 +51,42 @@ UNIT_ROUNDOFF = 2.0**-24  # u of float32
 SLACK_PER_SQRT_DIM = 8
 CAST_SLACK = 4
 SMALLEST_ABOVE_ZERO = float(np.finfo(np.float32).smallest_subnormal)
+# Features whose squared mean is at most this many times their mean squared distance to
+# it (R) are not worth a centred copy. The float32 error grows with the norms, and with
+# it the near-ties re-checked in float64: k-center on 50,000 x 256 Gaussian-mixture
+# features (bench/bench_select.py's), k=500, took as long in place as on a copy up to
+# R=108, 2.2x at R=433 and 30x at R=1,733. A model's pooled ASPP features (ReLU outputs)
+# are near 2 (a MobileNetV2 trained on CamVid: 1.97), or 9 after one epoch (the tiny
+# model of bench/bench_large_pool.py).
+OFFSET_RATIO = 64.0
+# Squared norms that features are used in place within; the copy's largest coordinate is
+# brought into [0.5, 1). Far outside, float32 squares overflow to inf or lose to underflow.
+IN_PLACE_SQ_NORMS = (2.0**-60, 2.0**60)
 
 
 class NearestCenterDistances:
     """`min_sq[i]`: squared distance of point i to its nearest center (float32), TAKEN for centers.
 
     Distances within rounding error of zero are exact, so `min_sq[i] == 0` exactly
-    when point i duplicates a center.
+    when point i duplicates a center. They are those of the points, which may be the
+    features times a power of two (`scale_sq` times the features' squared distances).
     """
 
     def __init__(self, features, device, centers=()):
-        self.source = np.asarray(torch.as_tensor(features).cpu())  # [N, d] as given, for float64 checks
+        self.source = _host_array(features)  # [N, d] as given, for float64 checks
         if self.source.ndim != 2 or len(self.source) == 0:
             raise ValueError(f"features must be a non-empty [N, d] matrix, got shape {self.source.shape}")
-        self.points = _centred_float32(self.source, device)  # [d, N], our copy
-        self.sq_norms = torch.linalg.vector_norm(self.points, dim=0).square_()  # [N], no [d, N] temporary
+        self.points, self.sq_norms, self.scale_sq = _working_points(self.source, device)  # [d, N], [N], float
         allowance = SLACK_PER_SQRT_DIM * self.points.shape[0] ** 0.5 + CAST_SLACK
         self.slack = float(allowance * UNIT_ROUNDOFF * 2 * self.sq_norms.max())  # |x|^2 + |c|^2 <= 2 max
         self.min_sq = torch.full_like(self.sq_norms, float("inf"))  # [N]
         self._sq = torch.empty_like(self.sq_norms)  # [N], reused by every add_center
         self.center_ids = []
-        self._center_rows = _GrowingRows(self.points.shape[0], device)  # [C, d] our copy's rows of center_ids
+        self._center_rows = _GrowingRows(self.points.shape[0], device)  # [C, d] the points' rows of center_ids
         self._exact_sq = np.full(len(self.source), np.inf)  # [N] float64 nearest-center distances, kept
         self._folded = np.zeros(len(self.source), dtype=np.int64)  # [N] centers taken into _exact_sq
         if len(centers):
-            self._add_centers(sorted(set(centers)))
+            self._add_centers(sorted({int(i) for i in centers}))  # a range, a list, an array or a tensor
 
     def __len__(self):
         return self.points.shape[1]
@@ -80,7 +98,7 @@ class NearestCenterDistances:
 
     def add_center(self, i):
         """Make point i a center: one pass over the points."""
-        center = self.points[:, i].contiguous()  # [d]; a strided column would slow the product
+        center = self._point_rows([i])[0]  # [d], contiguous: a strided column would slow the product
         sq = torch.addmv(self.sq_norms, self.points.T, center, alpha=-2, out=self._sq)  # [N] |x|^2 - 2 x.c
         sq.add_(self.sq_norms[i]).clamp_(min=0)  # |x - c|^2, rounding kept from going below 0
         self._settle_near_zero(sq[None], [i])
@@ -98,18 +116,25 @@ class NearestCenterDistances:
             self._settle_near_zero(sq, block)
             torch.minimum(self.min_sq, sq.amin(dim=0), out=self.min_sq)
             del sq  # freed before the next block is built: one block in memory at a time, not two
-            self._center_rows.extend(self.points[:, block].T)
+            self._center_rows.extend(self._point_rows(block))
         self.min_sq[indices] = TAKEN
         self.center_ids.extend(indices)
 
     def _approx_sq(self, rows, others, others_sq):
         """float32 squared distances [r, t], within `slack`, from points `rows` to others.
 
-        `others` [d, t] are columns of our centred copy, `others_sq` [t] their squared norms.
+        `others` [d, t] are columns of `points`, `others_sq` [t] their squared norms.
         """
         rows = torch.as_tensor(rows, device=self.points.device)  # from a list or numpy array
-        dots = self.points[:, rows].T @ others  # [r, t]
+        dots = self._point_rows(rows) @ others  # [r, t]
         return dots.mul_(-2).add_(self.sq_norms[rows, None]).add_(others_sq).clamp_(min=0)
+
+    def _point_rows(self, indices):
+        """The points' rows [r, d], gathered along their contiguous side: features used in place
+        are [N, d] in memory, our copy [d, N] (each way round, the other gather is 2-3x slower)."""
+        if self.points.T.is_contiguous():
+            return self.points.T[indices]
+        return self.points[:, indices].T
 
     def _settle_near_zero(self, sq, centers):
         """Recompute from differences in float64 the entries of sq [m, N] (to `centers`) near zero."""
@@ -118,7 +143,7 @@ class NearestCenterDistances:
         keep = cols != centers  # a center's distance to itself is about to become TAKEN
         rows, cols, centers = rows[keep], cols[keep], centers[keep]
         if len(rows):
-            exact = _sq_differences(self.source, cols, centers)
+            exact = _sq_differences(self.source, cols, centers) * self.scale_sq  # a power of two: exact
             sq[torch.as_tensor(rows), torch.as_tensor(cols)] = torch.as_tensor(exact, dtype=sq.dtype).to(sq.device)
 
     def farthest(self):
@@ -181,12 +206,45 @@ class _GrowingRows:
         return self.buffer[start : self.size]
 
 
-def _centred_float32(source, device):
-    """[d, N] float32 copy of `source` [N, d] on `device`, less its mean taken in float64.
+def _host_array(features):
+    """A numpy array of `features` (a tensor, an array or nested lists), without copying a CPU tensor or an array."""
+    if isinstance(features, torch.Tensor):
+        return features.detach().cpu().numpy()
+    return np.asarray(features)  # read-only stays read-only, where torch.as_tensor would hand a writable view back
+
+
+def _working_points(source, device):
+    """(points [d, N] float32 whose products give the distances, their squared norms [N], scale_sq).
+
+    `source` [N, d] itself, transposed, when it is float32 on the CPU, a view torch can
+    take, near enough the origin (OFFSET_RATIO) and in range (IN_PLACE_SQ_NORMS); else
+    a copy on `device` centred on the mean and scaled by a power of two, whose square
+    is scale_sq.
+    """
+    mean = source.mean(axis=0, dtype=np.float64)  # [d]
+    viewable = source.dtype == np.float32 and source.flags.writeable and min(source.strides) > 0
+    if torch.device(device).type == "cpu" and viewable:
+        points = torch.from_numpy(source).T  # [d, N], a view
+        sq_norms = torch.linalg.vector_norm(points, dim=0).square_()  # [N]
+        offset = float(mean @ mean)  # |m|^2; the mean of |x - m|^2 is that of |x|^2 less |m|^2
+        near = offset <= OFFSET_RATIO * (float(sq_norms.sum(dtype=torch.float64)) / len(source) - offset)
+        if near and IN_PLACE_SQ_NORMS[0] <= float(sq_norms.max()) <= IN_PLACE_SQ_NORMS[1]:
+            return points, sq_norms, 1.0
+    points = _centred_float32(source, mean, device)
+    low, high = torch.aminmax(points)  # no [d, N] temporary, as abs() would make
+    largest = max(-float(low), float(high))
+    if not math.isfinite(largest):
+        raise ValueError("features must be finite in float32")
+    exponent = math.frexp(largest)[1]  # largest = f 2^exponent, f in [0.5, 1); 0 for all zeros
+    points.mul_(2.0**-exponent)
+    return points, torch.linalg.vector_norm(points, dim=0).square_(), 4.0**-exponent
+
+
+def _centred_float32(source, mean, device):
+    """[d, N] float32 copy of `source` [N, d] on `device`, less its `mean` [d] (float64).
 
     In row blocks, so that no float64 copy of the whole matrix is ever made.
     """
-    mean = source.mean(axis=0, dtype=np.float64)  # [d]
     points = torch.empty(source.shape[::-1], dtype=torch.float32, device=device)  # [d, N]
     rows = max(1, FLOAT64_ELEMENTS // source.shape[1])
     for start in range(0, len(source), rows):
