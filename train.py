@@ -55,8 +55,8 @@ from lib.engine import (
     LR_SCHEDULES,
     EpochBatches,
     majority_class_warning,
+    persistent_loader,
     train_one_epoch,
-    training_loader,
 )
 from lib.errors import UserError, run_cli
 from lib.fileio import sha256_of
@@ -296,7 +296,7 @@ def train_epochs(args, run, ssl, images, description, resumed, weights, world=SI
                         interval=args.log_interval, **before)
     batches = EpochBatches(sample_order(crops.seed, len(crops), args.batch_size, args.steps_per_epoch),
                            args.batch_size, world)
-    loader = training_loader(crops, batches, args.workers, pin_memory=run.device.type == "cuda")
+    loader = persistent_loader(crops, batches, args.workers, pin_memory=run.device.type == "cuda")
     for epoch in range(start_epoch, args.epochs + 1):
         seeding.seed_epoch(args.seed, epoch, world.rank)
         batches.epoch = epoch

@@ -56,11 +56,10 @@ def images_per_second(dataset, crop, epochs):
                          IMAGENET_STD)
     start = time.perf_counter()
     for epoch in range(epochs):
-        crops.epoch = epoch
         order = list(range(len(crops)))
         random.Random(epoch).shuffle(order)
         for i in order:
-            crops[i]
+            crops[epoch, i]
     return epochs * len(crops) / (time.perf_counter() - start)
 
 

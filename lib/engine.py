@@ -43,7 +43,7 @@ def default_crop(sizes, side=DEFAULT_CROP_SIDE):
 
 
 class LabeledCrops(Dataset):
-    """Randomly cropped (and flipped) labeled images; set `epoch` before each epoch.
+    """Randomly cropped (and flipped) labeled images, indexed by (epoch, index): the draws of each key its own.
 
     `items` maps each image to its labeled items of `unit`. Pixels outside them are
     ignored by the loss: a partially labeled image teaches only where it was labeled.
@@ -57,17 +57,17 @@ class LabeledCrops(Dataset):
         self.dataset, self.unit, self.items, self.ids = dataset, unit, items, list(items)
         self.crop, self.flip, self.seed, self.mean, self.std = crop, flip, seed, mean, std
         self.random_scale = random_scale
-        self.epoch = 0
 
     def __len__(self):
         return len(self.ids)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, i = key
         image_id = self.ids[i % len(self.ids)]
         image, mask = self.dataset.load_pair(image_id)
         if self.unit.type != "image":
             mask = np.where(self.unit.labeled_area(self.items[image_id], *mask.shape), mask, IGNORE_INDEX)
-        rng = seeding.labeled_sample_rng(self.seed, self.epoch, i)
+        rng = seeding.labeled_sample_rng(self.seed, epoch, i)
         if self.random_scale is not None:  # before the crop: a smaller image is padded with ignored pixels
             image, mask = random_rescale(image, mask, self.random_scale, rng)
         image, mask = random_crop_flip(image, mask, self.crop, rng, self.flip)
@@ -76,7 +76,7 @@ class LabeledCrops(Dataset):
 
 class ItemCrops(Dataset):
     """Every labeled item as a sample of its own (train.py --item-crops): its box of the image and mask, no random
-    crop, flipped where `flip` draws it; set `epoch` before each epoch.
+    crop, flipped where `flip` draws it; indexed by (epoch, index) as LabeledCrops.
 
     `items` maps each image to its labeled items of `unit`; an image unit's item is the
     whole image. A box smaller than `size` (H, W), the largest item's (largest_item), is
@@ -92,18 +92,18 @@ class ItemCrops(Dataset):
         self.dataset, self.unit, self.size, self.flip, self.seed = dataset, unit, size, flip, seed
         self.mean, self.std = mean, std
         self.samples = [(image_id, item_id) for image_id, item_ids in items.items() for item_id in item_ids]
-        self.epoch = 0
 
     def __len__(self):
         return len(self.samples)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, i = key
         image_id, item_id = self.samples[i % len(self.samples)]
         image, mask = self.dataset.load_pair(image_id)  # [H, W, 3], [H, W]
         box = self.unit.box(item_id, *mask.shape)
         image, mask = image[box.top:box.bottom, box.left:box.right], mask[box.top:box.bottom, box.left:box.right]
         # A crop of `size` from the padded box is the box itself: random_crop_flip only pads and flips here.
-        image, mask = random_crop_flip(image, mask, self.size, seeding.labeled_sample_rng(self.seed, self.epoch, i),
+        image, mask = random_crop_flip(image, mask, self.size, seeding.labeled_sample_rng(self.seed, epoch, i),
                                        self.flip)
         return image_to_tensor(image, self.mean, self.std), mask_to_tensor(mask)
 
@@ -134,8 +134,10 @@ class EpochBatches(Sampler):
     """The batches of one epoch, the one set in `epoch` before each pass, for a DataLoader kept over the whole run.
 
     `order_of(epoch)` gives the epoch's sample indices in batches of `batch_size`
-    (epoch_order, or lib.fixed_steps' order). Each index goes out as (epoch, index), see
-    _EpochSamples. Under torchrun a rank gets its share of every batch
+    (epoch_order, or lib.fixed_steps' order). Each index goes out as (epoch, index), the
+    key of LabeledCrops and ItemCrops: the epoch travels with each index, so a worker that
+    lives through every epoch, with its own copy of the samples, draws that epoch's
+    sample. Under torchrun a rank gets its share of every batch
     (lib.distributed.rank_share): the ranks' shares of a step are together the batch of
     the single-process run, each sample drawn as there.
     """
@@ -153,27 +155,7 @@ class EpochBatches(Sampler):
         return -(-len(self.order_of(self.epoch)) // self.batch_size)
 
 
-class _EpochSamples(Dataset):
-    """`samples` (LabeledCrops, ItemCrops) indexed by (epoch, index): the epoch travels with each index, so a worker
-    that lives through every epoch, with its own copy of the dataset, draws the sample of the right epoch."""
-
-    def __init__(self, samples):
-        self.samples = samples
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, key):
-        self.samples.epoch, index = key
-        return self.samples[index]
-
-
-def training_loader(samples, batches, workers, pin_memory=False):
-    """The one DataLoader of a run's labeled batches (`batches`, EpochBatches), see persistent_loader."""
-    return persistent_loader(_EpochSamples(samples), batches, workers, pin_memory)
-
-
-def persistent_loader(dataset, batch_sampler, workers, pin_memory):
+def persistent_loader(dataset, batch_sampler, workers, pin_memory=False):
     """A DataLoader kept through a training run: its -j workers are started once and serve every epoch, instead of
     a new set of processes per epoch (each index says which epoch's draws it is).
 

@@ -6,7 +6,7 @@ import torch
 from conftest import import_script
 
 from lib.data import open_dataset
-from lib.engine import EpochBatches, LabeledCrops, epoch_order, training_loader
+from lib.engine import EpochBatches, LabeledCrops, epoch_order, persistent_loader
 from lib.fixed_steps import fixed_steps_order, sample_order
 from lib.index import LabeledIndex, Unit, save_index
 from lib.training_run import model_arguments, start_run
@@ -35,10 +35,10 @@ def test_the_loader_gives_n_full_batches(synthetic_pool):
     dataset = open_dataset("synthetic", synthetic_pool, "train")
     items = {image_id: [image_id] for image_id in dataset.ids[:3]}
     crops = LabeledCrops(dataset, Unit(), items, (16, 24), True, 0, [0, 0, 0], [1, 1, 1])
-    batches = list(training_loader(crops, EpochBatches(sample_order(0, len(crops), 2, 5), 2), 0))
+    batches = list(persistent_loader(crops, EpochBatches(sample_order(0, len(crops), 2, 5), 2), 0))
     assert [len(images) for images, _ in batches] == [2] * 5
     # without: every image once, the last batch filled
-    assert len(list(training_loader(crops, EpochBatches(sample_order(0, len(crops), 2, None), 2), 0))) == 2
+    assert len(list(persistent_loader(crops, EpochBatches(sample_order(0, len(crops), 2, None), 2), 0))) == 2
 
 
 def four_images(pool, folder, out, epochs):

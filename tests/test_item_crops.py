@@ -17,8 +17,7 @@ MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)  # train.py's
 def item_samples(dataset, unit, items, flip=False, epoch=1):
     """ItemCrops of `items` (image id -> item ids) padded to the largest; [(image [3, H, W], mask [H, W])]."""
     crops = ItemCrops(dataset, unit, items, largest_item(unit, items, dataset.image_size), flip, 4, MEAN, STD)
-    crops.epoch = epoch
-    return [crops[i] for i in range(len(crops))]
+    return [crops[epoch, i] for i in range(len(crops))]
 
 
 def box_of(dataset, unit, item_id):
@@ -104,9 +103,9 @@ def test_an_epoch_is_every_item_once_in_full_batches_of_items_and_the_schedule_s
 
     def recording(model, epoch, loader, *rest, **keywords):
         batches = list(loader)
-        # (image id, item id) of sample i, and of i + len(samples): a second visit (the loader's dataset keys them
+        # (image id, item id) of sample i, and of i + len(samples): a second visit (the loader's ItemCrops are keyed
         # by (epoch, i), lib.engine.EpochBatches)
-        samples = loader.dataset.samples.samples
+        samples = loader.dataset.samples
         epochs.append([([samples[i % len(samples)][1] for _, i in indices], *batch)
                        for indices, batch in zip(loader.batch_sampler, batches)])
         return train_one_epoch(model, epoch, batches, *rest, **keywords)

@@ -102,9 +102,8 @@ def test_random_scale_is_drawn_per_seed_epoch_and_sample(synthetic_pool):
     def samples(seed, epoch):
         crops = LabeledCrops(dataset, Unit(), items, (64, 96), False, seed, [0, 0, 0], [1, 1, 1],
                              RandomScale(0.5, 2.0))
-        crops.epoch = epoch
         # The crop is larger than any scaled image but the largest: the rest is padding, ignored.
-        return [crops[i][1] for i in range(len(items))]
+        return [crops[epoch, i][1] for i in range(len(items))]
 
     first = samples(3, 1)
     assert all((a == b).all() for a, b in zip(first, samples(3, 1)))

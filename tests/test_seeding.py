@@ -7,7 +7,7 @@ import torch
 
 from lib import seeding
 from lib.data import open_dataset
-from lib.engine import EpochBatches, LabeledCrops, epoch_order, training_loader
+from lib.engine import EpochBatches, LabeledCrops, epoch_order, persistent_loader
 from lib.units import Unit
 
 
@@ -61,7 +61,7 @@ def test_worker_processes_crop_as_the_main_process_does_in_every_epoch(synthetic
     epochs = {}
     for workers in (0, 2):
         batches = EpochBatches(lambda epoch: epoch_order(7, epoch, len(crops), 4), 4)
-        loader = training_loader(crops, batches, workers)
+        loader = persistent_loader(crops, batches, workers)
         for epoch in (3, 4):
             batches.epoch = epoch
             epochs[workers, epoch] = [torch.cat([images.flatten(), masks.flatten().float()])

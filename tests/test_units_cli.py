@@ -67,7 +67,7 @@ def test_partially_labeled_images_train_only_on_their_labeled_cells(synthetic_po
     unit = Unit("patch", (2, 2))
     crops = LabeledCrops(dataset, unit, {image_id: [f"{image_id}#r0c1", f"{image_id}#r1c0"]}, (32, 48),
                          False, 0, [0, 0, 0], [1, 1, 1])
-    _, mask = crops[0]  # [32, 48], a full-image crop without flips
+    _, mask = crops[0, 0]  # [32, 48], a full-image crop without flips
     full = torch.from_numpy(dataset.load_mask(image_id)).long()
     labeled = torch.zeros(32, 48, dtype=torch.bool)
     labeled[:16, 24:] = labeled[16:, :24] = True

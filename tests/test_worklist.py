@@ -194,5 +194,5 @@ def test_annotation_round_trip_trains_on_the_selected_patches_only(synthetic_poo
     labeled = labeled_items(str(index), load_index(index, dataset.ids, dataset="folder"), dataset)
     crops = LabeledCrops(dataset, Unit("patch", (2, 2)), labeled, (32, 48), False, 0, [0, 0, 0], [1, 1, 1])
     for i, image in enumerate(crops.ids):
-        _, target = crops[i]  # [32, 48]: a whole-image crop without flips
+        _, target = crops[0, i]  # [32, 48]: a whole-image crop without flips
         assert np.array_equal(target.numpy(), np.where(selected[image], truth[image], 255))
