@@ -142,13 +142,24 @@ def test_k_center_on_float64_features_far_from_the_origin_matches_the_reference(
     assert picks == reference_k_center(points, 100, first=picks[0])
 
 
-@pytest.mark.parametrize(("scale", "dtype"), [(1e-24, np.float64), (1e-20, np.float32), (1e19, np.float32),
-                                             (1e20, np.float64)])
+@pytest.mark.parametrize(("scale", "dtype"), [(1e-40, np.float32), (1e-100, np.float64), (1e-24, np.float64),
+                                             (1e-20, np.float32), (1e19, np.float32), (1e39, np.float64)])
 def test_k_center_on_features_whose_squares_float32_cannot_hold_matches_the_reference(scale, dtype):
-    """Squared distances of 1e-48 underflow float32 to 0 (every point a copy of a center) and of 1e38
-    overflow it: the working copy is scaled by a power of two, which changes no decision."""
-    points = (scale * np.random.default_rng(4).normal(size=(500, 16))).astype(dtype)  # [N, d]
-    assert k_center_greedy(points, 40, centers=[0, 1]) == reference_k_center(points, 40, [0, 1])
+    """Squared distances of 1e-48 underflow float32 to 0 (every point a copy of a center), of 1e38 overflow it,
+    and 1e-100 or 1e39 are not float32 numbers at all: the working copy is scaled by a power of two, which
+    changes no decision. 100 points lie 1e-4 from others, so that the float64 distances written back near zero
+    must be scaled as the rest."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(300, 16))
+    near = base[:100] + 1e-4 * rng.normal(size=(100, 16))
+    points = (scale * np.concatenate([base, near])).astype(dtype)  # [N, d]
+    centers = range(0, 300, 2)
+    assert k_center_greedy(points, 30, centers=centers) == reference_k_center(points, 30, list(centers))
+
+
+def test_a_distance_float32_rounds_to_zero_is_not_taken_for_a_copy():
+    points = np.float32([[0, 0], [1, 0], [0, 0], [0, 1e-30]])  # 2 copies center 0; 3 is 1e-60 from it, squared
+    assert k_center_greedy(points, 1, centers=[0, 1]) == reference_k_center(points, 1, [0, 1]) == [3]
 
 
 def test_views_torch_cannot_take_and_centers_given_as_a_tensor_pick_as_a_list():

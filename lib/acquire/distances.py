@@ -11,11 +11,12 @@ The products are float32, on the points seen as [d, N]. The rounding error of
 |x|^2 - 2 x.c + |c|^2 grows with the norms, so features far from the origin are
 copied, centred on the mean in float64 before the cast: distances do not change, but
 the error is that of the spread, not of the offset (cast first, 1e4 + N(0, 1) would
-lose a thousandth of the spread, far more than the allowance below), and scaled by a
-power of two, exactly, into a range where no square overflows or underflows. float32
-features on the CPU whose mean is within OFFSET_RATIO of their spread and whose norms
-are in that range (a model's features) are used as given, a view and not a copy: one
-feature row per item in memory, not two, at a wider allowance.
+lose a thousandth of the spread, far more than the allowance below); and scaled by a
+power of two, exactly, so that the largest coordinate is in [0.5, 1) and no square
+overflows or underflows float32. float32 features on the CPU whose squared mean is at
+most OFFSET_RATIO times their mean squared distance to it, and whose squared norms are
+in IN_PLACE_SQ_NORMS (a model's features), are used as given, a view and not a copy:
+one feature row per item in memory, not two, at a wider allowance.
 
 Where that error could change a decision, the features as given are used in float64,
 difference by difference, the way a plain float64 loop computes sum((x - c)^2), so
@@ -144,6 +145,8 @@ class NearestCenterDistances:
         rows, cols, centers = rows[keep], cols[keep], centers[keep]
         if len(rows):
             exact = _sq_differences(self.source, cols, centers) * self.scale_sq  # a power of two: exact
+            # A distance above 0 stays above 0 in float32, where it might round to 0: only copies are at 0
+            exact = np.where(exact > 0, np.maximum(exact, SMALLEST_ABOVE_ZERO), 0.0)
             sq[torch.as_tensor(rows), torch.as_tensor(cols)] = torch.as_tensor(exact, dtype=sq.dtype).to(sq.device)
 
     def farthest(self):
@@ -222,7 +225,8 @@ def _working_points(source, device):
     is scale_sq.
     """
     mean = source.mean(axis=0, dtype=np.float64)  # [d]
-    viewable = source.dtype == np.float32 and source.flags.writeable and min(source.strides) > 0
+    viewable = (source.dtype == np.float32 and source.flags.writeable
+                and all(stride > 0 and stride % source.itemsize == 0 for stride in source.strides))
     if torch.device(device).type == "cpu" and viewable:
         points = torch.from_numpy(source).T  # [d, N], a view
         sq_norms = torch.linalg.vector_norm(points, dim=0).square_()  # [N]
@@ -230,25 +234,26 @@ def _working_points(source, device):
         near = offset <= OFFSET_RATIO * (float(sq_norms.sum(dtype=torch.float64)) / len(source) - offset)
         if near and IN_PLACE_SQ_NORMS[0] <= float(sq_norms.max()) <= IN_PLACE_SQ_NORMS[1]:
             return points, sq_norms, 1.0
-    points = _centred_float32(source, mean, device)
-    low, high = torch.aminmax(points)  # no [d, N] temporary, as abs() would make
-    largest = max(-float(low), float(high))
+    # The largest |x - m| over the coordinates, in float64 from the columns' extremes (no [N, d] temporary)
+    largest = max(np.max(source.max(axis=0) - mean), np.max(mean - source.min(axis=0)))
     if not math.isfinite(largest):
-        raise ValueError("features must be finite in float32")
+        raise ValueError("features must be finite")
     exponent = math.frexp(largest)[1]  # largest = f 2^exponent, f in [0.5, 1); 0 for all zeros
-    points.mul_(2.0**-exponent)
+    points = _centred_float32(source, mean, 2.0**-exponent, device)
     return points, torch.linalg.vector_norm(points, dim=0).square_(), 4.0**-exponent
 
 
-def _centred_float32(source, mean, device):
-    """[d, N] float32 copy of `source` [N, d] on `device`, less its `mean` [d] (float64).
+def _centred_float32(source, mean, scale, device):
+    """[d, N] float32 copy of `source` [N, d] on `device`, less its `mean` [d], times `scale`, in float64 before
+    the cast (a power of two: exact there, and the cast then neither overflows nor flushes to zero).
 
     In row blocks, so that no float64 copy of the whole matrix is ever made.
     """
     points = torch.empty(source.shape[::-1], dtype=torch.float32, device=device)  # [d, N]
     rows = max(1, FLOAT64_ELEMENTS // source.shape[1])
     for start in range(0, len(source), rows):
-        block = np.subtract(source[start : start + rows], mean, dtype=np.float64).astype(np.float32)  # [r, d]
+        block = np.subtract(source[start : start + rows], mean, dtype=np.float64)  # [r, d]
+        block = (block * scale).astype(np.float32)
         points[:, start : start + rows] = torch.from_numpy(block).to(device).T.contiguous()
     return points
 
