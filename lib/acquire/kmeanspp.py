@@ -6,8 +6,11 @@ nearest center so far; a point that is a center, or a duplicate of one, has
 probability zero. This is plain D^2 sampling (one trial per pick), not scikit-learn's
 greedy variant that keeps the best of several trials.
 
-The draws come from a numpy generator on the host, not torch's, so a seed gives
-the same picks on the CPU and on a GPU.
+The draws come from a numpy generator on the host, not torch's, so a seed draws the
+same numbers on the CPU and on a GPU. The picks are the same unless a draw falls
+within float32 rounding of the boundary between two points' shares: the distances
+are float32 products, summed in another order on another device (on the CPU, of the
+features as given; on a GPU, of a centred copy).
 """
 import numpy as np
 import torch
