@@ -151,7 +151,7 @@ def gflops(arch, output_stride, size, train):
     return counter.get_total_flops() / 1e9
 
 
-def training_images(setting):
+def images_trained(setting):
     """Training images (256x512 crop equivalents) of one seed of `setting`, every epoch of every model."""
     pool, budget, cycles, supervised, ssl, crop_share, bald = SETTINGS[setting]
     step = parse_budget(budget, pool, None, None)  # as select.py counts it: a share rounds half up
@@ -169,7 +169,7 @@ def estimate_part(args):
         output_stride = 8 if arch == "wrn38" else 16
         flops[arch] = {name: gflops(arch, output_stride, size, train) for name, (size, train) in sizes.items()}
         print(f"  {arch} OS{output_stride}: " + ", ".join(f"{name} {value:.0f}" for name, value in flops[arch].items()))
-    images = {setting: SEEDS * training_images(setting) for setting in SETTINGS}
+    images = {setting: SEEDS * images_trained(setting) for setting in SETTINGS}
     total = sum(images.values())
     print(f"training images of the study ({SEEDS} seeds, {EPOCHS} epochs, 256x512 equivalents): {total / 1e6:.1f} M; "
           + ", ".join(f"{setting} {count / 1e6:.1f} M" for setting, count in images.items()))

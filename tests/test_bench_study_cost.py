@@ -1,7 +1,7 @@
 """bench/bench_study_cost.py's count of the study's training images, the basis of its GPU-hours estimate."""
 import pytest
 
-from bench.bench_study_cost import main, training_images
+from bench.bench_study_cost import images_trained, main
 
 
 def test_cityscapes_10_10_trains_every_model_of_its_cycles_for_100_epochs():
@@ -10,11 +10,11 @@ def test_cityscapes_10_10_trains_every_model_of_its_cycles_for_100_epochs():
     # the work).
     initial = 298 * 4
     later = sum(298 * (1 + cycle) for cycle in range(1, 5)) * (5 + 2 * 5)
-    assert training_images("cityscapes_10_10") == pytest.approx(100 * (initial + later))
+    assert images_trained("cityscapes_10_10") == pytest.approx(100 * (initial + later))
 
 
 def test_a2d2_3k_has_no_bald_and_three_ssl_methods():
-    assert training_images("a2d2_3k") == pytest.approx(100 * (1000 * 3 + (2000 + 3000) * (5 + 2 * 3)))
+    assert images_trained("a2d2_3k") == pytest.approx(100 * (1000 * 3 + (2000 + 3000) * (5 + 2 * 3)))
 
 
 def test_the_estimate_prints_every_setting(capsys):

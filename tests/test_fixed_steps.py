@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import import_script
 
+from conftest import Killed, import_script, kill_after_epoch
 from lib.data import open_dataset
 from lib.engine import EpochBatches, LabeledCrops, epoch_order, persistent_loader
 from lib.fixed_steps import fixed_steps_order, sample_order
@@ -61,18 +61,13 @@ def test_the_schedule_counts_the_steps_of_every_epoch(synthetic_pool, tmp_path):
     assert checkpoint["progress"]["done"] == 6 and checkpoint["train_args"]["steps_per_epoch"] == 3
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: nothing after the raise runs."""
-
-
 def test_a_resumed_run_of_n_steps_an_epoch_reaches_the_same_weights(synthetic_pool, tmp_path, monkeypatch, capsys):
     models = {}
     for name, kill in (("straight", False), ("resumed", True)):
         argv = [*four_images(synthetic_pool, tmp_path, tmp_path / f"{name}.pt", 3), "--steps-per-epoch", "3",
                 "--resume"]
         if kill:
-            save = train.save_checkpoint
-            monkeypatch.setattr(train, "save_checkpoint", lambda path, state: save(path, state) or _killed(state))
+            kill_after_epoch(monkeypatch, train, 1)
             with pytest.raises(Killed):
                 train.main(argv)
             monkeypatch.undo()
@@ -81,8 +76,3 @@ def test_a_resumed_run_of_n_steps_an_epoch_reaches_the_same_weights(synthetic_po
         assert ("after epoch 1/3" in capsys.readouterr().out) == kill
         models[name] = torch.load(tmp_path / f"{name}.pt", weights_only=True)["model"]
     assert all(torch.equal(tensor, models["resumed"][key]) for key, tensor in models["straight"].items())
-
-
-def _killed(state):
-    if state["epoch"] == 1:
-        raise Killed

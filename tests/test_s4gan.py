@@ -3,8 +3,8 @@ import json
 
 import pytest
 import torch
-from conftest import RecordedProgress, fail, import_script
 
+from conftest import RecordedProgress, fail, import_script
 from lib import training_run
 from lib.data import IGNORE_INDEX
 from lib.engine import batch_forward, train_one_epoch

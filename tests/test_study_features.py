@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import fail, import_script
 
+from conftest import fail, import_script
 from lib.acquire.context import ItemReader
 from lib.checkpoint import load_checkpoint
 from lib.data import open_dataset

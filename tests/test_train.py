@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import Killed, fail, import_script, kill_after_epoch
 from PIL import Image
 
+from conftest import Killed, fail, import_script, kill_after_epoch
 from lib.data import IGNORE_INDEX, open_dataset
 from lib.data.base import SegmentationDataset
 from lib.index import LabeledIndex, Unit, save_index
@@ -275,8 +275,11 @@ def test_the_head_learns_at_head_lr_mult_times_the_backbones_rate(frozen):
     head = {name for name in names.values() if not name.startswith("backbone.")}
     assert {"aspp.project.0.weight", "decoder.classifier.bias", "representation.3.weight"} <= head
     assert by_lr == ({0.5: head} if frozen else {0.05: set(names.values()) - head, 0.5: head})
-    optimizer, names = optimizer_of()  # the default multiplier, 1: one group of everything, as before the flag
-    assert [(group["lr"], len(group["params"])) for group in optimizer.param_groups] == [(0.05, len(names))]
+    # The default multiplier, 1: one group of every trainable parameter, as before the flag
+    optimizer, names = optimizer_of(embed_dim=4, frozen=frozen)
+    trainable = head if frozen else set(names.values())
+    assert [(group["lr"], {names[id(p)] for p in group["params"]}) for group in optimizer.param_groups] == \
+        [(0.05, trainable)]
 
 
 def test_both_groups_follow_the_poly_schedule_and_the_flags_are_recorded(synthetic_pool, labeled_index, tmp_path,
